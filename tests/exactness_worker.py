@@ -1,0 +1,89 @@
+"""Runs REALTrainer on a fixed generation batch and saves the trained parameters.
+
+Launched by tests/test_distributed.py under torchrun or accelerate with 1 or 2 processes. Rollouts
+come from a deterministic `rollout_func`: completion j of a prompt depends only on the prompt and on
+j, so every layout trains on the same generation batch. SGD without clipping makes the parameter
+change a plain multiple of the gradient, so a wrong gradient scale cannot hide behind Adam.
+
+usage: worker.py OUT_DIR CASE=per_device,grad_accum,steps_per_generation,num_generations,num_iterations,max_steps[,loss] ...
+"""
+
+import sys
+import zlib
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+
+from real_trl import REALConfig, REALTrainer
+from real_trl.tiny import build_tiny_model
+
+
+def rollout(prompts, trainer):
+    tokenizer = trainer.processing_class
+    first_row = trainer.accelerator.process_index * len(prompts)
+    prompt_ids, completion_ids = [], []
+    for i, prompt in enumerate(prompts):
+        text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        member = (first_row + i) % trainer.num_generations  # groups are contiguous in the global order
+        seed = zlib.crc32(text.encode()) + 7919 * member
+        length = 2 + seed % 7
+        prompt_ids.append(tokenizer(text)["input_ids"])
+        completion_ids.append([10 + (seed // 7 + 31 * t) % 200 for t in range(length)] + [tokenizer.eos_token_id])
+    return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None}
+
+
+def parity_reward(completions, **kwargs):
+    return [float(len(c[0]["content"]) % 2) for c in completions]
+
+
+def run_case(out_dir: Path, name: str, spec: str) -> None:
+    fields = spec.split(",")
+    per_device, grad_accum, steps, group, iterations, max_steps = map(int, fields[:6])
+    loss_type = fields[6] if len(fields) > 6 else "real"
+    model, tokenizer = build_tiny_model(seed=0)
+    prompts = [[{"role": "user", "content": "q" * (1 + i % 5) + f" {i}"}] for i in range(64)]
+    args = REALConfig(
+        output_dir=str(out_dir / name),
+        loss_type=loss_type,
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=grad_accum,
+        steps_per_generation=steps,
+        num_generations=group,
+        num_iterations=iterations,
+        max_steps=max_steps,
+        max_completion_length=16,
+        optim="sgd",
+        learning_rate=0.5,
+        lr_scheduler_type="constant",
+        weight_decay=0.0,
+        max_grad_norm=0.0,
+        beta=0.0,
+        seed=1234,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1,
+        use_cpu=True,
+        bf16=False,  # TRL defaults to bf16 autocast; exactness is checked in float32
+        disable_tqdm=True,
+    )
+    trainer = REALTrainer(
+        model=model,
+        reward_funcs=[parity_reward],
+        args=args,
+        train_dataset=Dataset.from_dict({"prompt": prompts}),
+        processing_class=tokenizer,
+        rollout_func=rollout,
+    )
+    trainer.train()
+    state = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+    if trainer.accelerator.is_main_process:
+        torch.save({k: v.detach().float().cpu() for k, v in state.items()}, out_dir / f"{name}.pt")
+    trainer.accelerator.wait_for_everyone()
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1])
+    for case in sys.argv[2:]:
+        case_name, spec = case.split("=")
+        run_case(out, case_name, spec)

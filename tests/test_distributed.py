@@ -1,0 +1,115 @@
+"""Exactness of REALTrainer on multi-process layouts (gloo, CPU).
+
+Each case trains on the same deterministic generation batch (tests/exactness_worker.py) with two
+processes and with one process holding twice the per-device batch, then compares the parameters.
+SGD without clipping, so the parameter change is the gradient itself.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from real_trl.tiny import build_tiny_model
+
+pytestmark = pytest.mark.slow
+
+WORKER = Path(__file__).with_name("exactness_worker.py")
+
+# name: (per_device_train_batch_size on each of 2 processes, grad_accum, steps_per_generation,
+#        num_generations, num_iterations, max_steps[, loss_type])
+CASES = {
+    "groups_span_processes": (2, 1, 2, 4, 1, 2),
+    "groups_local_to_a_process": (4, 1, 2, 2, 1, 2),
+    "uneven_split_of_groups": (3, 1, 2, 2, 1, 2),
+    "grad_accum_4": (2, 4, 4, 4, 1, 1),
+    "four_optimizer_steps_per_generation": (2, 2, 8, 4, 1, 4),
+    "num_iterations_2": (2, 1, 2, 4, 2, 4),
+    "real_product_span": (2, 1, 2, 4, 1, 2, "real_product"),
+    "bce_span": (2, 1, 2, 4, 1, 2, "bce"),
+}
+SHARDED_CASES = ("groups_span_processes", "four_optimizer_steps_per_generation")
+
+
+def _spec(case, per_device_factor=1):
+    per_device, *rest = case
+    return ",".join(str(x) for x in (per_device * per_device_factor, *rest))
+
+
+def _env():
+    env = dict(os.environ, TRL_EXPERIMENTAL_SILENCE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _run(launcher: list[str], out: Path, cases: dict, factor: int) -> None:
+    args = [f"{name}={_spec(case, factor)}" for name, case in cases.items()]
+    result = subprocess.run([*launcher, str(WORKER), str(out), *args], env=_env(), capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _torchrun(nproc):
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", str(_free_port())]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("single_process")
+    _run(_torchrun(1), out, CASES, factor=2)
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    _run(_torchrun(2), out, CASES, factor=1)
+    return out
+
+
+def _assert_same_update(reference_file: Path, candidate_file: Path):
+    initial = build_tiny_model(seed=0)[0].state_dict()
+    ref, got = torch.load(reference_file), torch.load(candidate_file)
+    assert ref.keys() == got.keys()
+    largest_update = max((ref[k] - initial[k]).abs().max().item() for k in ref)
+    assert largest_update > 1e-2, "the run did not train: the comparison would be vacuous"
+    for key in ref:
+        torch.testing.assert_close(got[key], ref[key], rtol=1e-5, atol=1e-5 * largest_update, msg=key)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_two_processes_match_one(case, reference, two_processes):
+    _assert_same_update(reference / f"{case}.pt", two_processes / f"{case}.pt")
+
+
+ACCELERATE_CONFIGS = {
+    "zero2": "distributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 2\n  zero3_init_flag: false\n",
+    "zero3": "distributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 3\n  zero3_init_flag: false\n"
+    "  zero3_save_16bit_model: true\n",
+    "fsdp2": "distributed_type: FSDP\nfsdp_config:\n  fsdp_version: 2\n  fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP\n"
+    "  fsdp_reshard_after_forward: true\n  fsdp_state_dict_type: FULL_STATE_DICT\n  fsdp_cpu_ram_efficient_loading: false\n",
+}
+
+
+@pytest.mark.parametrize("backend", list(ACCELERATE_CONFIGS))
+def test_sharded_backends_match_one_process(backend, reference, tmp_path):
+    if backend.startswith("zero"):
+        pytest.importorskip("deepspeed")
+    config = tmp_path / f"{backend}.yaml"
+    config.write_text(
+        "compute_environment: LOCAL_MACHINE\n" + ACCELERATE_CONFIGS[backend] + "mixed_precision: 'no'\n"
+        f"num_machines: 1\nnum_processes: 2\nuse_cpu: true\nmain_process_port: {_free_port()}\n"
+    )
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)]
+    _run(launcher, tmp_path, {name: CASES[name] for name in SHARDED_CASES}, factor=1)
+    for name in SHARDED_CASES:
+        _assert_same_update(reference / f"{name}.pt", tmp_path / f"{name}.pt")
