@@ -1,0 +1,51 @@
+"""Fails loudly when the GRPOTrainer internals REALTrainer builds on move (trl is pinned to 1.16.x)."""
+
+import inspect
+
+import trl
+from trl import GRPOTrainer
+
+from real_trl.config import TRL_LOSS_TYPES
+
+OVERRIDDEN_HOOKS = {
+    "_calculate_rewards": ["self", "inputs", "prompts", "completions", "completion_ids_list"],
+    "_generate_and_score_completions": ["self", "inputs"],
+    "_prepare_inputs": ["self", "generation_batch"],
+    "_compute_loss": ["self", "model", "inputs"],
+}
+
+
+def test_trl_minor_is_the_one_we_test():
+    assert trl.__version__.startswith("1.16."), f"REALTrainer is tested against trl 1.16, found {trl.__version__}"
+
+
+def test_overridden_hooks_keep_their_signatures():
+    for name, params in OVERRIDDEN_HOOKS.items():
+        assert list(inspect.signature(getattr(GRPOTrainer, name)).parameters) == params, name
+
+
+def test_helpers_we_call_keep_their_signatures():
+    params = inspect.signature(GRPOTrainer._get_per_token_logps_and_entropies).parameters
+    assert list(params)[:8] == [
+        "self", "model", "input_ids", "attention_mask", "logits_to_keep", "batch_size", "compute_entropy", "compute_aux_loss",
+    ]
+
+
+def test_state_we_rely_on_is_still_there():
+    init = inspect.getsource(GRPOTrainer.__init__)
+    for attribute in ("_buffered_inputs", "_step", "num_iterations", "reward_weights", "_metrics", "entropy_coef",
+                      "aux_loss_enabled", "_tokenizer", "num_generations_eval", "beta"):
+        assert f"self.{attribute} =" in init, attribute
+    # micro-steps are served from a buffer refilled every steps_per_generation * num_iterations steps
+    assert "self._step % generate_every == 0" in inspect.getsource(GRPOTrainer._prepare_inputs)
+    generate = inspect.getsource(GRPOTrainer._generate_and_score_completions)
+    assert "self._calculate_rewards(" in generate and '"completion_ids": completion_ids' in generate
+    assert 'output["old_per_token_logps"]' in generate and 'output["ref_per_token_logps"]' in generate
+    # GRPOTrainer's losses scale themselves for gradient accumulation, and so does ours
+    assert GRPOTrainer.loss_is_scaled_for_ga is True
+
+
+def test_trl_loss_types_we_forward_exist():
+    source = inspect.getsource(GRPOTrainer._compute_loss)
+    for loss_type in TRL_LOSS_TYPES:
+        assert f'"{loss_type}"' in source, loss_type
