@@ -1,0 +1,206 @@
+"""Figures: training dynamics of runs (the paper's Figure 4) and gradient magnitudes (its Figure 3).
+
+Each plotting function writes a PNG and returns the data it plotted (titles, axis labels, series), so
+tests and users can check the numbers rather than pixels.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: figures go to files, never to a window
+import matplotlib.pyplot as plt
+
+__all__ = [
+    "TRAINING_PANELS",
+    "load_log_history",
+    "training_series",
+    "plot_training_dynamics",
+    "gradient_magnitudes",
+    "plot_gradient_magnitudes",
+]
+
+# (title, y label, log keys tried in order): the first key a run logged is plotted.
+TRAINING_PANELS = [
+    ("Entropy", "mean token entropy", ["entropy"]),
+    ("Validation Pass@1", "Pass@1", ["eval_reward", "eval_rewards/math_reward/mean"]),
+    ("Training reward", "mean reward", ["reward", "rewards/math_reward/mean"]),
+    ("Solve-all ratio", "share of groups all correct", ["groups/solve_all"]),
+]
+
+
+def load_log_history(run: str | Path) -> list[dict]:
+    """`log_history` from a trainer_state.json, or from a run directory (its own file or its latest checkpoint's)."""
+    path = Path(run)
+    if path.is_dir():
+        candidates = [path / "trainer_state.json"] + sorted(
+            path.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[-1]), reverse=True
+        )
+        found = [c for c in candidates if c.exists()]
+        if not found:
+            raise FileNotFoundError(f"No trainer_state.json in {path} or its checkpoint-* folders.")
+        path = found[0]
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist; pass a run's output directory or its trainer_state.json.")
+    return json.loads(path.read_text())["log_history"]
+
+
+def training_series(log_history: list[dict]) -> dict[str, tuple[list[int], list[float]]]:
+    """For each panel title, (steps, values) of the first of its keys the run logged (empty if none)."""
+    series = {}
+    for title, _, keys in TRAINING_PANELS:
+        key = next((k for k in keys if any(k in entry for entry in log_history)), None)
+        points = [(e["step"], e[key]) for e in log_history if key is not None and e.get(key) is not None]
+        series[title] = ([s for s, _ in points], [v for _, v in points])
+    return series
+
+
+def plot_training_dynamics(runs: dict[str, str | Path], output: str | Path) -> dict:
+    """Four panels (entropy, validation Pass@1, training reward, solve-all ratio) over steps, runs overlaid."""
+    if not runs:
+        raise ValueError("No runs given: pass at least one LABEL=path/to/run.")
+    per_run = {label: training_series(load_log_history(path)) for label, path in runs.items()}
+    figure, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    panels = []
+    for axis, (title, ylabel, _) in zip(axes.flat, TRAINING_PANELS):
+        series = {label: per_run[label][title] for label in runs if per_run[label][title][0]}
+        for label, (steps, values) in series.items():
+            axis.plot(steps, values, label=label, linewidth=1.2)
+        axis.set(title=title, xlabel="step", ylabel=ylabel)
+        axis.grid(alpha=0.3)
+        if series:
+            axis.legend()
+        else:
+            axis.text(0.5, 0.5, "not logged", transform=axis.transAxes, ha="center", va="center", color="gray")
+        panels.append({"title": title, "xlabel": "step", "ylabel": ylabel, "series": series})
+    figure.tight_layout()
+    _save(figure, output)
+    return {"panels": panels, "output": str(output)}
+
+
+# ----------------------------------------------------------------------------------------------
+# Figure 3: |dJ/ds| against s, by autograd through the losses themselves.
+
+
+def _real_gradients(s, tau: float, label: int):
+    """|dL/ds| of one sample in REAL's own loss, in a group where the sample's sibling (the other class) sits at s=0.
+
+    real_loss divides by the number of groups; with one group that factor is 1, so this is the
+    paper's per-sample weight W.
+    """
+    import torch
+
+    from real_trl.losses import real_loss
+
+    grads = []
+    for value in s.tolist():
+        score = torch.tensor([value, 0.0], dtype=torch.float64, requires_grad=True)
+        labels = torch.tensor([label, 1 - label])
+        real_loss(score, labels, torch.zeros(2, dtype=torch.long), tau).backward()
+        grads.append(abs(score.grad[0].item()))
+    return grads
+
+
+def _trl_grpo_gradients(s, advantage: float, epsilon_low: float, epsilon_high: float):
+    """|dJ/ds| of GRPO's clipped objective for a one-token completion with log-ratio s, through TRL's own
+    `GRPOTrainer._compute_loss` (on a stand-in trainer holding only the settings that loss reads)."""
+    from collections import defaultdict
+
+    import torch
+    from trl import GRPOTrainer
+
+    per_token_logps = torch.tensor(s.tolist(), dtype=torch.float64).unsqueeze(1).requires_grad_(True)
+    size = per_token_logps.size(0)
+
+    class Accelerator:
+        num_processes = 1
+        sync_gradients = True
+        gather = gather_for_metrics = staticmethod(lambda x: x)
+        reduce = staticmethod(lambda x, reduction="sum": x)
+
+    stand_in = SimpleNamespace(
+        _get_per_token_logps_and_entropies=lambda *a, **k: (per_token_logps, torch.zeros_like(per_token_logps), None),
+        top_entropy_quantile=1.0,
+        off_policy_mask_threshold=None,
+        importance_sampling_level="token",
+        beta=0.0,
+        loss_type="grpo",
+        epsilon_low=epsilon_low,
+        epsilon_high=epsilon_high,
+        args=SimpleNamespace(delta=None),
+        use_vllm=False,
+        model=SimpleNamespace(training=False),
+        _entropy_bonus_enabled=False,
+        aux_loss_enabled=False,
+        accelerator=Accelerator(),
+        _metrics=defaultdict(lambda: defaultdict(list)),
+    )
+    inputs = {
+        "prompt_ids": torch.zeros(size, 1, dtype=torch.long),
+        "prompt_mask": torch.ones(size, 1, dtype=torch.long),
+        "completion_ids": torch.zeros(size, 1, dtype=torch.long),
+        "completion_mask": torch.ones(size, 1, dtype=torch.long),
+        "advantages": torch.full((size,), advantage, dtype=torch.float64),
+        "old_per_token_logps": torch.zeros(size, 1, dtype=torch.float64),  # so the token's log-ratio is s
+    }
+    loss = GRPOTrainer._compute_loss(stand_in, None, inputs)
+    # The "grpo" loss averages over the batch; each row is an independent sample, so undo the mean.
+    (loss * size).backward()
+    return per_token_logps.grad.squeeze(1).abs().tolist()
+
+
+def gradient_magnitudes(
+    tau: float = 0.5, epsilon: float = 0.2, s_min: float = -2.0, s_max: float = 2.0, num: int = 201
+) -> dict:
+    """|dJ/ds| over s in [s_min, s_max] for a positive and a negative sample: REAL at `tau` and GRPO clipped at
+    `epsilon` with advantage +1 / -1. REAL's gradients come from `real_trl.losses.real_loss`, GRPO's from TRL."""
+    import torch
+
+    s = torch.linspace(s_min, s_max, num, dtype=torch.float64)
+    return {
+        "s": s.tolist(),
+        "tau": tau,
+        "epsilon": epsilon,
+        "real_positive": _real_gradients(s, tau, label=1),
+        "real_negative": _real_gradients(s, tau, label=0),
+        "grpo_positive": _trl_grpo_gradients(s, +1.0, epsilon, epsilon),
+        "grpo_negative": _trl_grpo_gradients(s, -1.0, epsilon, epsilon),
+    }
+
+
+def plot_gradient_magnitudes(output: str | Path, tau: float = 0.5, epsilon: float = 0.2, **grid) -> dict:
+    """The paper's Figure 3: a positive (left) and a negative (right) sample, REAL vs GRPO's clipped objective."""
+    data = gradient_magnitudes(tau=tau, epsilon=epsilon, **grid)
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    panels = []
+    for axis, kind in zip(axes, ("positive", "negative")):
+        series = {f"REAL (tau={tau})": data[f"real_{kind}"], f"GRPO (clip eps={epsilon})": data[f"grpo_{kind}"]}
+        for label, values in series.items():
+            axis.plot(data["s"], values, label=label, linewidth=1.5)
+        title = f"{kind.capitalize()} sample"
+        axis.set(title=title, xlabel="s (token-mean log-ratio)", ylabel="|dJ/ds|")
+        axis.grid(alpha=0.3)
+        axis.legend()
+        panels.append(
+            {
+                "title": title,
+                "xlabel": "s (token-mean log-ratio)",
+                "ylabel": "|dJ/ds|",
+                "s": data["s"],
+                "series": series,
+            }
+        )
+    figure.tight_layout()
+    _save(figure, output)
+    return {"panels": panels, "output": str(output), **data}
+
+
+def _save(figure, output: str | Path) -> None:
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(output, dpi=120)
+    plt.close(figure)

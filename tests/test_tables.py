@@ -1,0 +1,130 @@
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from real_trl.tables import PAPER_COLUMNS, comparison_table, load_summary, paper_tables, results_table
+
+PAPER = {"n": 16, "temperature": 0.6, "top_p": 0.95, "max_new_tokens": 8192}
+
+
+def summary(values: dict, protocol=PAPER, model="ckpt/DeepSeek-R1-Distill-Qwen-1.5B-real"):
+    return {"model": model, "protocol": dict(protocol), "benchmarks": {k: {"pass@1": v} for k, v in values.items()}}
+
+
+def paper_row(table, method):
+    return next(r for r in paper_tables()[table]["rows"] if r["method"] == method)
+
+
+def test_paper_numbers_are_consistent():
+    # Each stored Avg is the mean of its six cells (to the paper's rounding): catches a mistyped cell.
+    for table in paper_tables().values():
+        for row in table["rows"]:
+            assert list(row["pass@1"]) == list(PAPER_COLUMNS)
+            assert abs(sum(row["pass@1"].values()) / 6 - row["avg"]) <= 0.001, row["label"]
+    assert paper_row("1", "real")["pass@1"]["aime24"] == 0.406
+    assert paper_row("2", "real")["avg"] == 0.632
+
+
+def test_comparison_table_matches_fixture():
+    ours = {k: v + 0.01 for k, v in paper_row("1", "real")["pass@1"].items()}
+    ours["minerva"] = 0.3
+    table = comparison_table(1, {"REAL": summary(ours)})
+    expected = "\n".join(
+        [
+            "### Table 1: DeepSeek-R1-Distill-Qwen-1.5B trained on DeepScaleR, Pass@1",
+            "",
+            "|  | AIME24 | AIME25 | MATH500 | AMC23 | Minerva | O-Bench | Avg |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| REAL (paper) | 0.406 | 0.321 | 0.877 | 0.734 | 0.310 | 0.508 | 0.526 |",
+            "| REAL (ours) | 0.416 | 0.331 | 0.887 | 0.744 | 0.300 | 0.518 | 0.533 |",
+            "| REAL: ours − paper | +0.010 | +0.010 | +0.010 | +0.010 | -0.010 | +0.010 | +0.007 |",
+            "",
+            "Pass@1 = mean accuracy over samples. Paper rows marked (reported) are numbers the paper quotes from "
+            "other work.",
+        ]
+    )
+    assert table == expected
+
+
+def test_methods_in_paper_order_and_unknown_labels_kept():
+    six = {k: 0.5 for k in PAPER_COLUMNS}
+    table = comparison_table(
+        "2", {"bce": summary(six, model="x-7B"), "real": summary(six, model="x-7B"), "GRPO": summary(six, model="x-7B")}
+    )
+    lines = table.splitlines()
+    grpo = lines.index(next(line for line in lines if line.startswith("| GRPO (reported) (paper)")))
+    real = lines.index(next(line for line in lines if line.startswith("| REAL (paper)")))
+    assert grpo < real
+    assert any(line.startswith("| bce (ours; not in the paper) | 0.500") for line in lines)
+    assert "Warning" not in table
+
+
+def test_mixed_protocols_refused_or_flagged():
+    six = {k: 0.5 for k in PAPER_COLUMNS}
+    results = {
+        "REAL": summary(six),
+        "GRPO": summary(six),
+        "DAPO": summary(six, protocol=dict(PAPER, n=4)),
+    }
+    with pytest.raises(ValueError, match="different protocols.*allow-mixed-protocols"):
+        comparison_table(1, results)
+    table = comparison_table(1, results, allow_mixed=True)
+    assert "Warning: mixed protocols" in table
+    assert "| DAPO (ours) † |" in table
+    assert "| REAL (ours) |" in table
+
+
+def test_protocol_and_model_size_warnings():
+    six = {k: 0.5 for k in PAPER_COLUMNS}
+    table = comparison_table(
+        1, {"REAL": summary(six, protocol=dict(PAPER, temperature=1.0), model="DeepSeek-R1-Distill-Qwen-7B")}
+    )
+    assert "protocol differs from the paper's" in table and "temperature=1.0" in table
+    assert "looks like a 7B model" in table
+
+
+def test_partial_benchmarks_marked_and_no_average_difference():
+    table = comparison_table(1, {"REAL": summary({"aime24": 0.5, "math500": 0.9})})
+    ours = next(line for line in table.splitlines() if line.startswith("| REAL (ours)"))
+    assert ours == "| REAL (ours) | 0.500 | – | 0.900 | – | – | – | 0.700* |"
+    diff = next(line for line in table.splitlines() if line.startswith("| REAL: ours"))
+    assert diff.endswith("| – |") and "+0.094" in diff
+    assert "average over the benchmarks evaluated only" in table
+
+
+def test_results_table_layout():
+    table = results_table({"mine": summary({k: 0.25 for k in PAPER_COLUMNS}, protocol=dict(PAPER, n=2))})
+    assert "|  | AIME24 | AIME25 | MATH500 | AMC23 | Minerva | O-Bench | Avg |" in table
+    assert "| mine | 0.250 | 0.250 | 0.250 | 0.250 | 0.250 | 0.250 | 0.250 |" in table
+    assert "n=2, temperature=0.6" in table
+    extra = results_table({"mine": summary({"aime24": 0.5, "my-bench": 0.125})})
+    assert "| Avg | my-bench |" in extra
+    assert "| mine | 0.500 | – | – | – | – | – | 0.500* | 0.125 |" in extra
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(FileNotFoundError, match="evaluate.py"):
+        load_summary(tmp_path / "nope")
+    (tmp_path / "summary.json").write_text("{}")
+    with pytest.raises(ValueError, match="not an evaluation summary"):
+        load_summary(tmp_path)
+    with pytest.raises(ValueError, match="Unknown table"):
+        comparison_table(3, {"REAL": summary({})})
+
+
+def test_reproduce_tables_script(tmp_path, monkeypatch, capsys):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import reproduce_tables
+
+    path = tmp_path / "real" / "summary.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(summary({k: 0.5 for k in PAPER_COLUMNS})))
+    monkeypatch.setattr(
+        sys, "argv", ["x", "--table", "1", "--result", f"REAL={path.parent}", "--output", str(tmp_path / "t.md")]
+    )
+    reproduce_tables.main()
+    printed = capsys.readouterr().out
+    assert "| REAL (ours) | 0.500" in printed
+    assert (tmp_path / "t.md").read_text().strip() == printed.strip()
