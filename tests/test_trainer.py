@@ -14,7 +14,7 @@ def dataset(n=16):
     return Dataset.from_dict({"prompt": [[{"role": "user", "content": f"What is {i} + {i}?"}] for i in range(n)]})
 
 
-def make_trainer(tmp_path, loss_type="real", reward_funcs=(parity_reward,), model=None, **overrides):
+def make_trainer(tmp_path, loss_type="real", reward_funcs=(parity_reward,), model=None, eval_dataset=None, **overrides):
     built, tokenizer = build_tiny_model(seed=0)
     model = model or built
     settings = dict(
@@ -40,6 +40,7 @@ def make_trainer(tmp_path, loss_type="real", reward_funcs=(parity_reward,), mode
         reward_funcs=list(reward_funcs),
         args=REALConfig(**settings),
         train_dataset=dataset(),
+        eval_dataset=eval_dataset,
         processing_class=tokenizer,
     )
 
@@ -105,3 +106,13 @@ def test_kl_to_reference_and_entropy_bonus_run(tmp_path, tiny_model_dir):
     trainer = make_trainer(tmp_path, model=str(tiny_model_dir), beta=0.1, entropy_coef=0.01, max_steps=2)
     trainer.train()
     assert "kl" in trainer.state.log_history[1]
+
+
+def test_evaluation_during_training_reports_group_outcomes(tmp_path):
+    trainer = make_trainer(
+        tmp_path, max_steps=2, eval_strategy="steps", eval_steps=2, per_device_eval_batch_size=4,
+        num_generations_eval=2, eval_dataset=dataset(4),
+    )
+    trainer.train()
+    evaluation = next(e for e in trainer.state.log_history if "eval_loss" in e)
+    assert {"eval_reward", "eval_groups/with_signal", "eval_real/score_pos"} <= evaluation.keys()
