@@ -8,6 +8,7 @@ change a plain multiple of the gradient, so a wrong gradient scale cannot hide b
 usage: worker.py OUT_DIR CASE=per_device,grad_accum,steps_per_generation,num_generations,num_iterations,max_steps[,loss] ...
 """
 
+import os
 import sys
 import zlib
 from pathlib import Path
@@ -17,6 +18,24 @@ from datasets import Dataset
 
 from real_trl import REALConfig, REALTrainer
 from real_trl.tiny import build_tiny_model
+
+
+def allow_fsdp_on_cpu():
+    """accelerate 1.15 enables FSDP only on accelerators (MULTI_CPU is missing from its list), though
+    FSDP2's fully_shard runs over gloo. Lift that gate so the CPU test exercises real sharding."""
+    from accelerate.state import AcceleratorState, DistributedType, PartialState
+
+    original_init = AcceleratorState.__init__
+
+    def init(self, *args, fsdp_plugin=None, **kwargs):
+        original_init(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
+        if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
+            # AcceleratorState re-reads PartialState's shared state on every construction
+            PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+            self.distributed_type = DistributedType.FSDP
+            self.fsdp_plugin = fsdp_plugin
+
+    AcceleratorState.__init__ = init
 
 
 def rollout(prompts, trainer):
@@ -76,6 +95,9 @@ def run_case(out_dir: Path, name: str, spec: str) -> None:
         rollout_func=rollout,
     )
     trainer.train()
+    if os.environ.get("ACCELERATE_USE_FSDP") == "true":  # make sure the parameters really were sharded
+        assert trainer.accelerator.is_fsdp2, trainer.accelerator.distributed_type
+        assert type(next(trainer.model_wrapped.parameters())).__name__ == "DTensor"
     state = trainer.accelerator.get_state_dict(trainer.model_wrapped)
     if trainer.accelerator.is_main_process:
         torch.save({k: v.detach().float().cpu() for k, v in state.items()}, out_dir / f"{name}.pt")
@@ -83,6 +105,8 @@ def run_case(out_dir: Path, name: str, spec: str) -> None:
 
 
 if __name__ == "__main__":
+    if os.environ.get("ACCELERATE_USE_FSDP") == "true":
+        allow_fsdp_on_cpu()
     out = Path(sys.argv[1])
     for case in sys.argv[2:]:
         case_name, spec = case.split("=")
