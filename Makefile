@@ -28,6 +28,9 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
+smoke: install
+	$(VENV)/bin/accelerate launch --config_file accelerate_configs/cpu.yaml scripts/train.py --config recipes/smoke/real_toy.yaml
+
 bench: install
 	$(PY) bench/trainer_overhead.py
 	$(PY) bench/reward_throughput.py
