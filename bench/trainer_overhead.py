@@ -58,7 +58,7 @@ def build(method: str, steps: int):
         use_cpu=not torch.cuda.is_available(),
         bf16=False,
         disable_tqdm=True,
-        logging_steps=1,
+        logging_strategy="no",
         seed=0,
     )
     trainer_class = REALTrainer if method == "real" else GRPOTrainer
