@@ -23,6 +23,7 @@ from trl import GRPOTrainer
 
 from real_trl import REALConfig, REALTrainer
 from real_trl.tiny import build_tiny_model
+from real_trl.trainer import _STAT_COLUMNS
 
 PROMPTS = [[{"role": "user", "content": f"Problem {i}: " + "x" * (i % 17)}] for i in range(256)]
 
@@ -91,7 +92,7 @@ def peak_memory_mib(method: str, steps: int) -> float:
 
 def loss_traffic(rollouts=1024, tokens=8192, processes=8, per_device=4):
     micro = processes * per_device
-    real_bytes = micro * 7 * 8  # seven float64 values per sequence (real_trl.trainer._STAT_COLUMNS)
+    real_bytes = micro * len(_STAT_COLUMNS) * 8  # float64 values per sequence
     token_bytes = micro * tokens * (4 + 1)  # fp32 log-probs + a mask byte per token
     return {
         "micro_step_sequences": micro,

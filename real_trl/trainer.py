@@ -105,7 +105,7 @@ class REALTrainer(GRPOTrainer):
             seed=self.args.seed + self.state.global_step,
         )
         mine = plan[:, rank].reshape(-1).to(batch["completion_ids"].device)
-        rows = self._rows_from_all_processes(batch, mine, local)
+        rows = self._rows_from_all_processes(batch, mine)
         per_step = mine.numel() // self.args.steps_per_generation
         micro_batches = []
         for k in range(self.args.steps_per_generation):
@@ -114,7 +114,7 @@ class REALTrainer(GRPOTrainer):
             micro_batches.append(_trim_padding(micro))
         return micro_batches
 
-    def _rows_from_all_processes(self, batch: dict, wanted: torch.Tensor, local: int) -> dict:
+    def _rows_from_all_processes(self, batch: dict, wanted: torch.Tensor) -> dict:
         """The rows `wanted` (global indices) of every per-row entry of the generation batch."""
         if self.accelerator.num_processes == 1:
             return {key: value[wanted] if _is_per_row(value) else value for key, value in batch.items()}
@@ -122,9 +122,8 @@ class REALTrainer(GRPOTrainer):
         for key, value in batch.items():
             if isinstance(value, list):
                 raise ValueError(
-                    f"REAL cannot move the per-sample list {key!r} between processes (multimodal inputs are not "
-                    "supported when groups span processes); make per_device_train_batch_size a multiple of "
-                    "num_generations or use a single process."
+                    f"REAL cannot move the per-sample list {key!r} between processes: multimodal inputs train with "
+                    "the REAL losses on a single process only. Launch one process or use a TRL loss type."
                 )
             if not _is_per_row(value):
                 moved[key] = value
@@ -178,7 +177,7 @@ class REALTrainer(GRPOTrainer):
                 ref_kl_sum.detach(),
             ],
             dim=1,
-        ).double()  # float64: group ids and scores survive the exchange exactly
+        ).double()  # _STAT_COLUMNS, in float64: group ids and scores survive the exchange exactly
         stats = self.accelerator.gather(local_stats) if self.accelerator.num_processes > 1 else local_stats
 
         # The loss of the whole global micro-batch, on every process, and its exact weights dL/ds.
