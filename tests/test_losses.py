@@ -18,41 +18,43 @@ from real_trl.losses import (
 
 
 def _groups(scores, labels, group_ids):
+    """{group: (positive scores, negative scores)}; excluded samples are dropped."""
     out = {}
     for s, y, g in zip(scores.tolist(), labels.tolist(), group_ids.tolist()):
-        out.setdefault(g, []).append((s, y))
+        pos, neg = out.setdefault(g, ([], []))
+        if y == 1:
+            pos.append(s)
+        elif y == 0:
+            neg.append(s)
     return out
 
 
 def ref_real(scores, labels, group_ids, tau):
-    total, groups = 0.0, _groups(scores, labels, group_ids)
-    for members in groups.values():
-        pos = [s for s, y in members if y == 1]
-        neg = [s for s, y in members if y == 0]
-        if pos and neg:
-            total += math.log(1 + sum(math.exp(-s / tau) for s in pos)) + math.log(1 + sum(math.exp(s / tau) for s in neg))
+    groups = _groups(scores, labels, group_ids)
+    total = sum(
+        math.log(1 + sum(math.exp(-s / tau) for s in pos)) + math.log(1 + sum(math.exp(s / tau) for s in neg))
+        for pos, neg in groups.values()
+        if pos and neg
+    )
     return total / len(groups)
 
 
 def ref_product(scores, labels, group_ids, tau):
-    total, groups = 0.0, _groups(scores, labels, group_ids)
-    for members in groups.values():
-        pos = [s for s, y in members if y == 1]
-        neg = [s for s, y in members if y == 0]
-        if pos and neg:
-            margin = math.log(sum(math.exp(s / tau) for s in neg)) + math.log(sum(math.exp(-s / tau) for s in pos))
-            total += math.log1p(math.exp(margin))
+    groups = _groups(scores, labels, group_ids)
+    total = sum(
+        math.log1p(math.exp(math.log(sum(math.exp(s / tau) for s in neg)) + math.log(sum(math.exp(-s / tau) for s in pos))))
+        for pos, neg in groups.values()
+        if pos and neg
+    )
     return total / len(groups)
 
 
 def ref_bce(scores, labels, group_ids, tau):
     terms = []
-    for members in _groups(scores, labels, group_ids).values():
-        if any(y == 1 for _, y in members) and any(y == 0 for _, y in members):
-            for s, y in members:
-                if y >= 0:
-                    p = 1 / (1 + math.exp(-s / tau))
-                    terms.append(-(y * math.log(p) + (1 - y) * math.log(1 - p)))
+    for pos, neg in _groups(scores, labels, group_ids).values():
+        if pos and neg:
+            terms += [math.log1p(math.exp(-s / tau)) for s in pos]  # -log sigmoid(s/tau)
+            terms += [math.log1p(math.exp(s / tau)) for s in neg]  # -log(1 - sigmoid(s/tau))
     return sum(terms) / len(terms) if terms else 0.0
 
 
