@@ -22,7 +22,7 @@ from datasets import Dataset
 from trl import GRPOTrainer
 
 from real_trl import REALConfig, REALTrainer
-from real_trl.tiny import build_tiny_model
+from real_trl.tiny import build_tiny_model, build_tiny_tokenizer
 from real_trl.trainer import _STAT_COLUMNS
 
 PROMPTS = [[{"role": "user", "content": f"Problem {i}: " + "x" * (i % 17)}] for i in range(256)]
@@ -44,7 +44,8 @@ def parity_reward(completions, **kwargs):
 
 
 def build(method: str, steps: int):
-    model, tokenizer = build_tiny_model(hidden_size=128, num_layers=4, seed=0)
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_model(tokenizer, hidden_size=128, num_layers=4, seed=0)
     args = REALConfig(
         output_dir=f"/tmp/real-bench-{method}",
         loss_type="real" if method == "real" else "grpo",

@@ -278,7 +278,7 @@ def warm_start(cfg: ArenaConfig, cache_dir: str | Path | None = None, progress: 
     short warm-up and cosine decay. Cached under `cache_dir/warm-<hash of the settings>`, so changing
     any task, model or SFT field trains a new one and later runs skip it.
     """
-    from real_trl.tiny import build_tiny_model
+    from real_trl.tiny import build_tiny_model, build_tiny_tokenizer
 
     path = Path(cache_dir or default_cache_dir()) / f"warm-{cfg.cache_key()}"
     info_file = path / "warm_start.json"
@@ -287,8 +287,9 @@ def warm_start(cfg: ArenaConfig, cache_dir: str | Path | None = None, progress: 
 
     torch.set_num_threads(cfg.num_threads)
     train, heldout = build_splits(cfg.num_train, cfg.num_heldout, cfg.task_seed)
-    model, tokenizer = build_tiny_model(
-        hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, num_heads=cfg.num_heads, seed=cfg.model_seed
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_model(
+        tokenizer, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, num_heads=cfg.num_heads, seed=cfg.model_seed
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.sft_lr, weight_decay=0.0)
     warmup = max(1, cfg.sft_steps // 20)

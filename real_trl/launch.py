@@ -369,7 +369,7 @@ def load_model(model_args: ModelConfig, training_args: REALConfig, tokenizer):
     if model_args.model_name_or_path == TINY_MODEL:
         from real_trl.tiny import build_tiny_model
 
-        return build_tiny_model(tokenizer, seed=training_args.seed)[0]
+        return build_tiny_model(tokenizer, seed=training_args.seed)
     init_kwargs = dict(
         revision=model_args.model_revision,
         dtype=model_args.dtype,

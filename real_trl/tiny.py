@@ -52,8 +52,9 @@ def build_tiny_model(
     num_layers: int = 2,
     num_heads: int = 4,
     seed: int = 0,
-) -> tuple[Qwen2ForCausalLM, PreTrainedTokenizerFast]:
-    """A randomly initialised Qwen2 model sized for CPU tests (~100k parameters by default)."""
+) -> Qwen2ForCausalLM:
+    """A randomly initialised Qwen2 model sized for CPU tests (~100k parameters by default), with
+    its vocabulary and special tokens taken from `tokenizer` (default: `build_tiny_tokenizer()`)."""
     import torch
 
     tokenizer = tokenizer or build_tiny_tokenizer()
@@ -74,13 +75,14 @@ def build_tiny_model(
     model = Qwen2ForCausalLM(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model, tokenizer
+    return model
 
 
 def save_tiny_model(path: str | Path, **kwargs) -> Path:
     """Build the tiny model and tokenizer and save both to `path` (loadable with `from_pretrained`)."""
     path = Path(path)
-    model, tokenizer = build_tiny_model(**kwargs)
+    tokenizer = kwargs.pop("tokenizer", None) or build_tiny_tokenizer()
+    model = build_tiny_model(tokenizer, **kwargs)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path

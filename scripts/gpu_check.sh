@@ -38,7 +38,7 @@ path = Path(os.environ["OUT"]) / f"model-{os.environ['SHAPE']}"
 if not (path / "config.json").exists():
     tokenizer = build_tiny_tokenizer()
     if os.environ["SHAPE"] == "tiny":
-        model, _ = build_tiny_model(tokenizer)
+        model = build_tiny_model(tokenizer)
     else:
         # DeepSeek-R1-Distill-Qwen-1.5B's config.json, minus the weights. The byte-level tokenizer is padded
         # with never-produced tokens to the model's vocabulary, so sampled ids always decode.

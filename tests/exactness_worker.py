@@ -17,7 +17,7 @@ import torch
 from datasets import Dataset
 
 from real_trl import REALConfig, REALTrainer
-from real_trl.tiny import build_tiny_model
+from real_trl.tiny import build_tiny_model, build_tiny_tokenizer
 
 
 def allow_fsdp_on_cpu():
@@ -60,7 +60,8 @@ def run_case(out_dir: Path, name: str, spec: str) -> None:
     fields = spec.split(",")
     per_device, grad_accum, steps, group, iterations, max_steps = map(int, fields[:6])
     loss_type = fields[6] if len(fields) > 6 else "real"
-    model, tokenizer = build_tiny_model(seed=0)
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_model(tokenizer, seed=0)
     prompts = [[{"role": "user", "content": "q" * (1 + i % 5) + f" {i}"}] for i in range(64)]
     args = REALConfig(
         output_dir=str(out_dir / name),

@@ -3,7 +3,7 @@ import torch
 from datasets import Dataset
 
 from real_trl import REALConfig, REALTrainer
-from real_trl.tiny import build_tiny_model
+from real_trl.tiny import build_tiny_model, build_tiny_tokenizer
 
 
 def parity_reward(completions, **kwargs):
@@ -15,7 +15,8 @@ def dataset(n=16):
 
 
 def make_trainer(tmp_path, loss_type="real", reward_funcs=(parity_reward,), model=None, eval_dataset=None, **overrides):
-    built, tokenizer = build_tiny_model(seed=0)
+    tokenizer = build_tiny_tokenizer()
+    built = build_tiny_model(tokenizer, seed=0)
     model = model or built
     settings = dict(
         output_dir=str(tmp_path),
