@@ -2,16 +2,46 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+import warnings
+from dataclasses import dataclass, field, fields
 
+import torch
 from trl import GRPOConfig
 
 from real_trl.layout import check_layout
+from real_trl.losses import LABEL_RULES
 
 REAL_LOSS_TYPES = ("real", "real_product", "bce")
 # Loss types GRPOTrainer implements itself (trl 1.16); they run through its code untouched.
 # GSPO is loss_type="grpo" with importance_sampling_level="sequence".
 TRL_LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo", "vespo")
+
+
+# GRPO settings the REAL losses do not read (the score is measured against the policy that generated
+# the batch, as in the paper); a non-default value is ignored with one warning.
+GRPO_ONLY_SETTINGS = (
+    "epsilon",
+    "epsilon_high",
+    "delta",
+    "importance_sampling_level",
+    "scale_rewards",
+    "multi_objective_aggregation",
+    "off_policy_mask_threshold",
+    "sapo_temperature_neg",
+    "sapo_temperature_pos",
+    "vespo_k_pos",
+    "vespo_lambda_pos",
+    "vespo_k_neg",
+    "vespo_lambda_neg",
+    "vllm_importance_sampling_correction",
+    "vllm_importance_sampling_mode",
+    "vllm_importance_sampling_clip_max",
+    "vllm_importance_sampling_clip_min",
+    "vllm_importance_sampling_cap",
+)
+_DEFAULT_SAVE_STEPS = next(f.default for f in fields(GRPOConfig) if f.name == "save_steps")
+_GRPO_DEFAULTS = {f.name: f.default for f in fields(GRPOConfig) if f.name in GRPO_ONLY_SETTINGS}
 
 
 @dataclass
@@ -20,11 +50,11 @@ class REALConfig(GRPOConfig):
     Configuration for [`REALTrainer`]: every [`~trl.GRPOConfig`] field, plus REAL's.
 
     With `loss_type` set to one of TRL's losses (`"grpo"`, `"dapo"`, ...) the trainer is GRPOTrainer,
-    unchanged, so baselines and REAL share recipes. With a REAL loss type, these GRPO settings do not
-    apply and are ignored: `epsilon`, `epsilon_high`, `importance_sampling_level`, `scale_rewards`,
-    `multi_objective_aggregation`, `vllm_importance_sampling_*` (the score is measured against the
-    policy that generated the batch, as in the paper). `beta > 0` (KL to a reference model) and
-    `entropy_coef` work as in GRPO.
+    unchanged, so baselines and REAL share recipes. With a REAL loss type the GRPO-only settings
+    (`GRPO_ONLY_SETTINGS`: clipping, importance sampling, reward scaling, ...) do not apply; a value
+    other than the default is ignored with a warning. `beta > 0` (KL to a reference model), the entropy
+    bonus (static or adaptive) and `top_entropy_quantile` work as in GRPO. On a machine without an
+    accelerator, `bf16` defaults to False instead of failing.
 
     Parameters:
         loss_type (`str`, *optional*, defaults to `"real"`):
@@ -32,9 +62,14 @@ class REALConfig(GRPOConfig):
             (vanilla BCE ablation), or any TRL loss type.
         tau (`float`, *optional*, defaults to `0.5`):
             Temperature of the classifier logit s / tau. Bounds each sample's gradient weight by 1 / tau.
+        label_rule (`str`, *optional*, defaults to `"threshold"`):
+            `"threshold"` (the paper: positive when the weighted reward exceeds `label_threshold`) or
+            `"group_mean"` (positive above the group's mean reward, negative below, ties carry no signal).
         label_threshold (`float`, *optional*, defaults to `0.5`):
-            A completion is a positive when its weighted reward (sum over reward functions, times
-            `reward_weights`) exceeds this value, a negative otherwise; unscorable ones are excluded.
+            The threshold of `label_rule="threshold"`.
+        skip_no_signal (`bool`, *optional*, defaults to `True`):
+            Skip the forward and backward passes of rows that carry no gradient (groups without a positive
+            and a negative, unscorable completions). Same parameter updates, less work.
     """
 
     loss_type: str = field(
@@ -50,12 +85,29 @@ class REALConfig(GRPOConfig):
         default=0.5,
         metadata={"help": "REAL temperature: the classifier logit is s / tau. The paper uses 0.5. Must be > 0."},
     )
+    label_rule: str = field(
+        default="threshold",
+        metadata={
+            "help": "How rewards become labels. 'threshold' (the paper): positive when the weighted reward exceeds "
+            "label_threshold. 'group_mean' (an extension for rewards that are not 0/1): positive above the mean "
+            "reward of its group, negative below it; ties and all-equal groups carry no signal. Completions every "
+            "reward function returned None for are excluded under both rules."
+        },
+    )
     label_threshold: float = field(
         default=0.5,
         metadata={
-            "help": "A completion is positive when its weighted reward exceeds this threshold, negative otherwise; "
-            "completions every reward function returned None for are excluded. With a 0/1 verifier and 0.5 the "
-            "label is the reward, as in the paper."
+            "help": "With label_rule='threshold': a completion is positive when its weighted reward exceeds this "
+            "threshold, negative otherwise. With a 0/1 verifier and 0.5 the label is the reward, as in the paper."
+        },
+    )
+    skip_no_signal: bool = field(
+        default=True,
+        metadata={
+            "help": "Skip the forward and backward passes of rows whose gradient is exactly zero (groups without both "
+            "a positive and a negative, unscorable completions): the same parameter updates for less work. Only "
+            "when nothing else gives those rows a gradient (beta 0, no entropy bonus, top_entropy_quantile 1, no "
+            "router loss); set false for metrics such as entropy over every row."
         },
     )
 
@@ -66,7 +118,17 @@ class REALConfig(GRPOConfig):
             )
         if not self.tau > 0:
             raise ValueError(f"tau must be > 0 (got {self.tau}); the paper uses tau=0.5.")
-        super().__post_init__()
+        if self.label_rule not in LABEL_RULES:
+            raise ValueError(f"Unknown label_rule {self.label_rule!r}. Choose one of {', '.join(LABEL_RULES)}.")
+        if self.bf16 is None and not self.fp16 and not _has_accelerator(self.use_cpu):
+            self.bf16 = False  # GRPOConfig would default to bf16 and then fail on a CPU-only machine
+        derived_generation_batch = self.generation_batch_size is None and self.steps_per_generation is None
+        try:
+            super().__post_init__()
+        except ValueError as error:
+            if derived_generation_batch and "generation_batch_size" in str(error):
+                raise ValueError(self._generation_batch_message()) from error
+            raise
         if self.loss_type in REAL_LOSS_TYPES:
             self._check_real_settings()
 
@@ -74,16 +136,48 @@ class REALConfig(GRPOConfig):
     def uses_real_loss(self) -> bool:
         return self.loss_type in REAL_LOSS_TYPES
 
+    def _align_save_steps(self, optimizer_steps: int) -> None:
+        """Checkpoints must fall between generation batches: one inside a batch would lose the batch in
+        progress, and the resumed run would differ. Refuse a save_steps that is not a multiple of the
+        optimizer steps per generation batch; move TrainingArguments' default (500) down to one."""
+        if self.save_steps < 1 or self.save_steps % optimizer_steps == 0:
+            return
+        if self.save_steps == _DEFAULT_SAVE_STEPS:
+            self.save_steps = max(optimizer_steps, _DEFAULT_SAVE_STEPS // optimizer_steps * optimizer_steps)
+            return
+        raise ValueError(
+            f"save_steps ({self.save_steps:g}) must be a multiple of the {optimizer_steps} optimizer steps per "
+            "generation batch, or a checkpoint would lose the batch in progress and a resumed run would differ; "
+            f"set save_steps to a multiple of {optimizer_steps}."
+        )
+
+    def _generation_batch_message(self) -> str:
+        """GRPOConfig's complaint about `generation_batch_size`, which it derived, in the fields the user set."""
+        processes = int(os.environ.get("WORLD_SIZE", "1"))
+        total = self.per_device_train_batch_size * processes * self.gradient_accumulation_steps
+        return (
+            f"per_device_train_batch_size ({self.per_device_train_batch_size}) x processes ({processes}) x "
+            f"gradient_accumulation_steps ({self.gradient_accumulation_steps}) = {total} completions per generation "
+            f"batch must be a multiple of num_generations ({self.num_generations}); raise "
+            "per_device_train_batch_size, gradient_accumulation_steps or steps_per_generation, or lower num_generations."
+        )
+
     def _check_real_settings(self):
-        unsupported = {
-            "use_adaptive_entropy": self.use_adaptive_entropy,
-            "top_entropy_quantile": self.top_entropy_quantile < 1.0,
-            "off_policy_mask_threshold": self.off_policy_mask_threshold is not None,
-            "delta": self.delta is not None,
-        }
-        named = [name for name, is_set in unsupported.items() if is_set]
-        if named:
-            raise ValueError(
-                f"loss_type={self.loss_type!r} does not support {', '.join(named)}; unset them or use a TRL loss type."
-            )
         check_layout(self.per_device_train_batch_size, self.world_size, self.num_generations)
+        steps_per_batch = self.steps_per_generation * self.num_iterations
+        if steps_per_batch % self.gradient_accumulation_steps == 0 and self.save_strategy == "steps":
+            self._align_save_steps(steps_per_batch // self.gradient_accumulation_steps)
+        ignored = [name for name, default in _GRPO_DEFAULTS.items() if getattr(self, name) != default]
+        if ignored:
+            warnings.warn(
+                f"loss_type={self.loss_type!r} ignores these GRPO-only settings: "
+                + ", ".join(f"{name}={getattr(self, name)!r}" for name in ignored),
+                UserWarning,
+                stacklevel=3,
+            )
+
+
+def _has_accelerator(use_cpu: bool) -> bool:
+    if use_cpu:
+        return False
+    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())

@@ -45,3 +45,42 @@ def plan_micro_batches(
 def group_ids_for_rows(rows: torch.Tensor, group_size: int) -> torch.Tensor:
     """Group id of each global row index (TRL's group-contiguous order)."""
     return torch.div(rows, group_size, rounding_mode="floor")
+
+
+def plan_signal_micro_batches(
+    plan: torch.Tensor, keep: torch.Tensor, group_size: int, accumulation_steps: int
+) -> list[list[torch.Tensor]]:
+    """Drop the rows that carry no gradient and spread the others over the same micro-steps.
+
+    Each optimizer step (`accumulation_steps` consecutive micro-steps of `plan`) keeps its own groups:
+    the kept rows of each of its groups go, whole, to the micro-step with the fewest rows so far, and
+    each micro-step is cut into near-equal per-process slices (a group may span processes). The
+    optimizer step therefore sees the same groups as without skipping, in fewer rows.
+
+    Args:
+        plan: (num_micro_batches, num_processes, per_process) global rows, from `plan_micro_batches`.
+        keep: (num_rows,) bool over global rows: the rows that carry a gradient.
+        group_size: rows per group.
+        accumulation_steps: micro-steps per optimizer step; must divide num_micro_batches.
+
+    Returns:
+        slots[k][p]: 1-D tensor of the global rows process p trains on in micro-step k (may be empty).
+    """
+    num_micro_batches, num_processes, _ = plan.shape
+    if num_micro_batches % accumulation_steps:
+        raise ValueError(f"{num_micro_batches} micro-steps are not whole optimizer steps of {accumulation_steps}.")
+    slots = []
+    for start in range(0, num_micro_batches, accumulation_steps):
+        groups = plan[start : start + accumulation_steps].reshape(-1, group_size)
+        members: list[list[torch.Tensor]] = [[] for _ in range(accumulation_steps)]
+        loads = [0] * accumulation_steps
+        for group in groups:
+            rows = group[keep[group]]
+            if rows.numel():
+                lightest = loads.index(min(loads))
+                members[lightest].append(rows)
+                loads[lightest] += rows.numel()
+        for rows in members:
+            step_rows = torch.cat(rows) if rows else plan.new_empty(0)
+            slots.append(list(torch.tensor_split(step_rows, num_processes)))
+    return slots

@@ -1,8 +1,8 @@
 """REAL's objective as pure tensor functions (no TRL, no distributed code).
 
-Notation (DESIGN.md section 1): a batch holds B completions; `group_ids[i]` names the prompt group of
-completion i and `labels[i]` is 1 (positive: the verifier accepted it), 0 (negative) or -1 (excluded,
-e.g. unscorable). The classifier logit of a completion is its relative log-probability
+A batch holds B completions; `group_ids[i]` names the prompt group of completion i and `labels[i]` is
+1 (positive: the verifier accepted it), 0 (negative) or -1 (excluded, e.g. unscorable). The classifier
+logit of a completion is its relative log-probability
 
     s_i = mean_t [ log pi_theta(o_i,t) - log pi_old(o_i,t) ]
 
@@ -11,7 +11,8 @@ and a group with positives P and negatives N costs, with the anchor logit fixed 
     L_group = log(1 + sum_{i in P} exp(-s_i / tau)) + log(1 + sum_{j in N} exp(s_j / tau)).
 
 Only groups with at least one positive and one negative carry signal; the others cost 0 but still
-count in the denominator (the number of distinct groups in the batch), as in the paper.
+count in the denominator (the number of distinct groups in the batch), as in the paper. See
+docs/method.md for the derivation and the two ablation variants.
 """
 
 from __future__ import annotations
@@ -20,34 +21,67 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "sequence_scores",
-    "rewards_to_labels",
-    "real_loss",
-    "real_product_loss",
+    "LABEL_RULES",
+    "LOSSES",
     "bce_loss",
     "real_gradient_weights",
-    "LOSSES",
+    "real_loss",
+    "real_product_loss",
+    "rewards_to_labels",
+    "sequence_scores",
+    "signal_rows",
 ]
+
+LABEL_RULES = ("threshold", "group_mean")
 
 
 def sequence_scores(
-    per_token_logps: torch.Tensor, old_per_token_logps: torch.Tensor, mask: torch.Tensor
+    per_token_logps: torch.Tensor,
+    old_per_token_logps: torch.Tensor,
+    mask: torch.Tensor,
+    token_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Token-mean log-ratio of each completion over its mask: `s` in the paper. Shape (B,)."""
+    """Token-mean log-ratio of each completion: `s` in the paper.
+
+    Args:
+        per_token_logps: (B, T) log-probabilities of the completion tokens under the current policy.
+        old_per_token_logps: (B, T) the same under the policy that generated the batch.
+        mask: (B, T) 1 for completion tokens, 0 for padding; the mean divides by its row sums.
+        token_mask: optional (B, T) subset of `mask` whose tokens carry the log-ratio (e.g. TRL's
+            high-entropy tokens); the others count in the mean as zeros, as in TRL's masked losses.
+
+    Returns:
+        (B,) scores.
+    """
     mask = mask.to(per_token_logps.dtype)
-    log_ratio = (per_token_logps - old_per_token_logps) * mask
+    carried = mask if token_mask is None else mask * token_mask.to(mask.dtype)
+    log_ratio = (per_token_logps - old_per_token_logps) * carried
     return log_ratio.sum(-1) / mask.sum(-1).clamp(min=1.0)
 
 
 def rewards_to_labels(
-    rewards_per_func: torch.Tensor, weights: torch.Tensor | None = None, threshold: float = 0.5
+    rewards_per_func: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    threshold: float = 0.5,
+    rule: str = "threshold",
+    group_size: int | None = None,
 ) -> torch.Tensor:
     """Class labels from verifier rewards.
 
-    The weighted sum of the reward functions (ignoring NaN, i.e. functions that returned None) is
-    compared with `threshold`: above it is a positive (1), at or below it a negative (0). A completion
-    for which every function returned None is excluded (-1). With one 0/1 verifier and the default
-    threshold 0.5 this is exactly the paper's rule (label = reward).
+    Args:
+        rewards_per_func: (B, F) rewards of F reward functions (or (B,) for one), NaN where a function
+            returned None. Rows are group-contiguous: group g is rows g*group_size .. (g+1)*group_size-1.
+        weights: (F,) reward weights; default all ones. A row's reward is the weighted sum over the
+            functions that scored it.
+        threshold: with rule "threshold", a row is positive (1) when its reward exceeds this, else 0.
+            With one 0/1 verifier and 0.5 the label is the reward: the paper's rule.
+        rule: "threshold", or "group_mean": positive (1) above the mean reward of its group's scorable
+            members, negative (0) below it, excluded (-1) when equal to it, so ties and all-equal groups
+            carry no signal. It makes any reward scale usable (an extension beyond the paper).
+        group_size: rows per group; needed by "group_mean".
+
+    Returns:
+        (B,) long labels in {1, 0, -1}; -1 for rows every function returned None for.
     """
     if rewards_per_func.dim() == 1:
         rewards_per_func = rewards_per_func.unsqueeze(1)
@@ -56,7 +90,16 @@ def rewards_to_labels(
     weights = weights.to(rewards_per_func)
     unscorable = torch.isnan(rewards_per_func).all(dim=1)
     total = (rewards_per_func * weights).nansum(dim=1)
-    labels = (total > threshold).long()
+    if rule == "threshold":
+        labels = (total > threshold).long()
+    elif rule == "group_mean":
+        if not group_size:
+            raise ValueError("label rule 'group_mean' needs the group size.")
+        grouped = total.masked_fill(unscorable, float("nan")).view(-1, group_size)
+        mean = grouped.nanmean(dim=1, keepdim=True)
+        labels = torch.where(grouped > mean, 1, torch.where(grouped < mean, 0, -1)).view(-1)
+    else:
+        raise ValueError(f"Unknown label rule {rule!r}; choose one of {', '.join(LABEL_RULES)}.")
     return labels.masked_fill(unscorable, -1)
 
 
@@ -85,36 +128,99 @@ def _zero_with_grad(scores: torch.Tensor) -> torch.Tensor:
     return (scores * 0.0).sum()
 
 
-def real_loss(scores: torch.Tensor, labels: torch.Tensor, group_ids: torch.Tensor, tau: float) -> torch.Tensor:
-    """REAL: anchored log-sum-exp loss, summed over signal-carrying groups / number of groups in the batch."""
-    pos_logits, neg_logits, has_signal, _ = _group_logit_matrices(scores, labels, group_ids, tau)
+_LOSS_ARGS = """
+    Args:
+        scores: (B,) scores `s` (see `sequence_scores`); the loss is differentiable in them.
+        labels: (B,) long, 1 positive, 0 negative, -1 excluded (no gradient).
+        group_ids: (B,) ids of the prompt groups; members need not be adjacent.
+        tau: temperature > 0 of the logit s / tau.
+        denominators: optional (B,) normalisers, equal within a group: each group's (for BCE each
+            sample's) loss is divided by its row's value. Default: the batch's own count, i.e. the number
+            of distinct groups (BCE: of samples in groups with signal). A caller that processes one batch
+            in several passes gives the whole batch's counts, so the passes add up to the batch loss.
+
+    Returns:
+        A scalar; 0 with a gradient path (zero gradient) when no group carries signal.
+"""
+
+
+def _per_group(values: torch.Tensor, group_index: torch.Tensor, num_groups: int) -> torch.Tensor:
+    return values.new_zeros(num_groups).scatter(0, group_index, values)
+
+
+def _group_sum(group_loss, has_signal, group_index, denominators):
+    """sum over groups with signal of loss / denominator; `group_loss` holds those groups only."""
+    if denominators is None:
+        return group_loss.sum() / has_signal.numel()
+    per_group = _per_group(denominators.to(group_loss.dtype), group_index, has_signal.numel())
+    return (group_loss / per_group[has_signal]).sum()
+
+
+def real_loss(
+    scores: torch.Tensor,
+    labels: torch.Tensor,
+    group_ids: torch.Tensor,
+    tau: float,
+    denominators: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """REAL: the anchored log-sum-exp loss of every group with signal, summed, over the number of groups."""
+    pos_logits, neg_logits, has_signal, group_index = _group_logit_matrices(scores, labels, group_ids, tau)
     if not has_signal.any():
         return _zero_with_grad(scores)
     group_loss = torch.logsumexp(_with_anchor(pos_logits[has_signal]), dim=1) + torch.logsumexp(
         _with_anchor(neg_logits[has_signal]), dim=1
     )
-    return group_loss.sum() / has_signal.numel() + _zero_with_grad(scores)
+    return _group_sum(group_loss, has_signal, group_index, denominators) + _zero_with_grad(scores)
 
 
 def real_product_loss(
-    scores: torch.Tensor, labels: torch.Tensor, group_ids: torch.Tensor, tau: float
+    scores: torch.Tensor,
+    labels: torch.Tensor,
+    group_ids: torch.Tensor,
+    tau: float,
+    denominators: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Product-style variant: softplus(LSE_neg(s/tau) + LSE_pos(-s/tau)) per group, same normalisation."""
-    pos_logits, neg_logits, has_signal, _ = _group_logit_matrices(scores, labels, group_ids, tau)
+    pos_logits, neg_logits, has_signal, group_index = _group_logit_matrices(scores, labels, group_ids, tau)
     if not has_signal.any():
         return _zero_with_grad(scores)
     margin = torch.logsumexp(neg_logits[has_signal], dim=1) + torch.logsumexp(pos_logits[has_signal], dim=1)
-    return F.softplus(margin).sum() / has_signal.numel() + _zero_with_grad(scores)
+    return _group_sum(F.softplus(margin), has_signal, group_index, denominators) + _zero_with_grad(scores)
 
 
-def bce_loss(scores: torch.Tensor, labels: torch.Tensor, group_ids: torch.Tensor, tau: float) -> torch.Tensor:
-    """Vanilla BCE with logits s/tau and targets r, averaged over the samples of signal-carrying groups."""
+def bce_loss(
+    scores: torch.Tensor,
+    labels: torch.Tensor,
+    group_ids: torch.Tensor,
+    tau: float,
+    denominators: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Vanilla BCE with logits s/tau and targets r, averaged over the samples of groups with signal."""
     _, _, has_signal, group_index = _group_logit_matrices(scores, labels, group_ids, tau)
     keep = has_signal[group_index] & (labels >= 0)
     if not keep.any():
         return _zero_with_grad(scores)
     per_sample = F.binary_cross_entropy_with_logits(scores[keep] / tau, labels[keep].to(scores.dtype), reduction="none")
-    return per_sample.mean() + _zero_with_grad(scores)
+    total = per_sample.mean() if denominators is None else (per_sample / denominators[keep].to(scores.dtype)).sum()
+    return total + _zero_with_grad(scores)
+
+
+for _loss in (real_loss, real_product_loss, bce_loss):
+    _loss.__doc__ += _LOSS_ARGS
+
+
+def signal_rows(labels: torch.Tensor, group_ids: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: the rows a REAL loss can give a gradient, i.e. the scored members of groups with a
+    positive and a negative. Every loss here has exactly zero gradient on all other rows."""
+    unique_ids, group_index = torch.unique(group_ids, return_inverse=True)
+
+    def count(rows: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(unique_ids.numel(), dtype=torch.long, device=labels.device).index_add(
+            0, group_index, rows.long()
+        )
+
+    has_signal = (count(labels == 1) > 0) & (count(labels == 0) > 0)
+    return has_signal[group_index] & (labels >= 0)
 
 
 def real_gradient_weights(

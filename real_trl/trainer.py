@@ -4,27 +4,31 @@ For TRL's own loss types this is GRPOTrainer, unchanged. For the REAL loss types
 
 * `_generate_and_score_completions` turns the gathered rewards into class labels and global group ids;
 * `_prepare_inputs` plans the generation batch at group level (`layout.plan_micro_batches`) so every
-  micro-step, over all processes together, holds whole groups, and moves rows to the process the plan
-  gives them (once per generation batch);
-* `_compute_loss` all-gathers only per-sequence values (score, label, group id and a few statistics),
-  evaluates the loss of the whole global micro-batch on every process, and backpropagates the exact
-  per-sample weights dL/ds through the local scores.
+  micro-step, over all processes together, holds whole groups, drops the rows that cannot carry a
+  gradient (`skip_no_signal`), and moves rows to the process the plan gives them (once per generation
+  batch);
+* `_compute_loss` all-gathers only per-sequence numbers (`SequenceStats`), evaluates the loss of the
+  whole global micro-batch on every process, and backpropagates its exact weights dL/ds through the
+  local scores.
 
 The backward pass goes through local tensors only (no autograd through collectives), so DDP, DeepSpeed
-ZeRO and FSDP reduce the gradient as they would any data-parallel loss.
+ZeRO and FSDP reduce the gradient as they would any data-parallel loss. docs/method.md explains why.
 """
 
 from __future__ import annotations
+
+import textwrap
+import warnings
+from dataclasses import astuple, dataclass, fields
+from typing import ClassVar
 
 import torch
 from trl import GRPOTrainer
 
 from real_trl.config import REALConfig
-from real_trl.layout import group_ids_for_rows, plan_micro_batches
-from real_trl.losses import LOSSES, rewards_to_labels, sequence_scores
+from real_trl.layout import group_ids_for_rows, plan_micro_batches, plan_signal_micro_batches
+from real_trl.losses import LOSSES, rewards_to_labels, sequence_scores, signal_rows
 
-# Per-sequence columns exchanged in the loss: everything REAL needs from other processes.
-_STAT_COLUMNS = ("score", "label", "group", "entropy_sum", "num_tokens", "approx_kl_sum", "ref_kl_sum")
 _PROMPT_KEYS = ("prompt_ids", "prompt_mask")
 _COMPLETION_KEYS = (
     "completion_ids",
@@ -35,21 +39,80 @@ _COMPLETION_KEYS = (
     "sampling_per_token_logps",
     "importance_sampling_ratio",
 )
+# Generation batches to watch before warning that no group ever carried signal.
+_NO_SIGNAL_PATIENCE = 2
+
+
+@dataclass
+class SequenceStats:
+    """The per-sequence numbers the REAL loss exchanges between processes: all it needs of other rows.
+
+    Travels as a (rows, 8) float64 table, so scores and group ids cross processes exactly. A padding
+    row (label -1, group -1, no tokens) changes neither the loss nor any metric.
+    """
+
+    score: torch.Tensor
+    label: torch.Tensor
+    group: torch.Tensor
+    denominator: torch.Tensor  # what the row's group loss (BCE: its own loss) is divided by
+    entropy_sum: torch.Tensor
+    num_tokens: torch.Tensor
+    approx_kl_sum: torch.Tensor  # k3 estimate of KL(pi_old || pi_theta), summed over tokens
+    ref_kl_sum: torch.Tensor  # KL to the reference model, summed over tokens (0 without beta)
+
+    def to_table(self) -> torch.Tensor:
+        return torch.stack([column.double() for column in astuple(self)], dim=1)
+
+    @classmethod
+    def from_table(cls, table: torch.Tensor) -> SequenceStats:
+        return cls(*table.unbind(1))
+
+    @staticmethod
+    def padding(rows: int, device) -> torch.Tensor:
+        pad = torch.zeros(rows, len(fields(SequenceStats)), dtype=torch.float64, device=device)
+        pad[:, 1:4] = torch.tensor([-1.0, -1.0, 1.0], dtype=torch.float64)  # label, group, denominator
+        return pad
 
 
 class REALTrainer(GRPOTrainer):
     """Drop-in replacement for `trl.GRPOTrainer` that trains with REAL (see `REALConfig`)."""
+
+    _tag_names: ClassVar[list[str]] = ["trl", "real"]
+    _name = "REAL"
+    _paper: ClassVar[dict] = {
+        "title": "Rewards as Labels",
+        "id": "2602.05630",
+        "citation": textwrap.dedent("""\
+            @article{real2026,
+                title        = {{Rewards as Labels}},
+                year         = 2026,
+                eprint       = {arXiv:2602.05630},
+            }"""),
+    }
 
     def __init__(self, model, reward_funcs=None, args: REALConfig | None = None, *positional, **kwargs):
         if args is None:
             name = model if isinstance(model, str) else model.config._name_or_path
             args = REALConfig(f"{str(name).rstrip('/').split('/')[-1]}-REAL")
         self._uses_real_loss = getattr(args, "loss_type", None) in LOSSES
-        if self._uses_real_loss and not reward_funcs and kwargs.get("environment_factory") is None:
-            raise ValueError(
-                "REAL labels each completion with its verifier reward: pass reward_funcs (e.g. real_trl.rewards.math_reward)."
-            )
+        if not self._uses_real_loss:  # a TRL loss type: GRPOTrainer's own name, tags and paper on the card
+            self._tag_names, self._name, self._paper = GRPOTrainer._tag_names, GRPOTrainer._name, GRPOTrainer._paper
         super().__init__(model, reward_funcs, args, *positional, **kwargs)
+        self._signal_watch = {"batches": 0, "with_signal": 0, "low": float("inf"), "high": float("-inf")}
+
+    @property
+    def skips_rows(self) -> bool:
+        """Whether rows without gradient are dropped: only when nothing but the REAL loss gives them one."""
+        args = self.args
+        return (
+            self._uses_real_loss
+            and getattr(args, "skip_no_signal", False)
+            and self.beta == 0.0
+            and not self._entropy_bonus_enabled
+            and self.top_entropy_quantile == 1.0
+            and not self.aux_loss_enabled
+            and args.steps_per_generation % args.gradient_accumulation_steps == 0
+        )
 
     # -- generation: labels and group ids ------------------------------------------------------------
 
@@ -62,14 +125,27 @@ class REALTrainer(GRPOTrainer):
         output = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
-        threshold = getattr(self.args, "label_threshold", 0.5)
-        labels = rewards_to_labels(self._rewards_per_func, self.reward_weights, threshold)
+        labels = rewards_to_labels(
+            self._rewards_per_func,
+            self.reward_weights,
+            threshold=getattr(self.args, "label_threshold", 0.5),
+            rule=getattr(self.args, "label_rule", "threshold"),
+            group_size=group_size,
+        )
         self._log_group_outcomes(labels.view(-1, group_size), mode)
-
+        if not self._uses_real_loss:
+            return output
+        if mode == "train":
+            self._watch_for_no_signal(labels.view(-1, group_size))
+        group_ids = group_ids_for_rows(torch.arange(labels.numel(), device=labels.device), group_size)
+        self._generation_labels = labels  # global, identical on every process: the plan reads it
         local = output["completion_ids"].size(0)
         rows = torch.arange(local, device=labels.device) + self.accelerator.process_index * local
         output["real_labels"] = labels[rows]
-        output["real_group_ids"] = group_ids_for_rows(rows, group_size)
+        output["real_group_ids"] = group_ids[rows]
+        # Evaluated as one batch (evaluation): the loss divides by the whole batch's count.
+        denominator = _batch_denominator(self.loss_type, labels, group_ids)
+        output["real_denominators"] = torch.full((local,), denominator, dtype=torch.float64, device=labels.device)
         return output
 
     def _log_group_outcomes(self, grouped_labels: torch.Tensor, mode: str) -> None:
@@ -80,6 +156,33 @@ class REALTrainer(GRPOTrainer):
         metrics["groups/solve_all"].append(((positives == scored) & (scored > 0)).float().mean().item())
         metrics["groups/solve_none"].append(((negatives == scored) & (scored > 0)).float().mean().item())
         metrics["groups/with_signal"].append(((positives > 0) & (negatives > 0)).float().mean().item())
+
+    def _watch_for_no_signal(self, grouped_labels: torch.Tensor) -> None:
+        """Warn once when the first generation batches had no group with a positive and a negative while
+        the rewards are not 0/1: the REAL gradient is then exactly zero and the model never changes."""
+        watch = self._signal_watch
+        if watch["batches"] >= _NO_SIGNAL_PATIENCE:
+            return
+        totals = (self._rewards_per_func * self.reward_weights.to(self._rewards_per_func)).nansum(dim=1)
+        watch["batches"] += 1
+        watch["with_signal"] += int(((grouped_labels == 1).any(1) & (grouped_labels == 0).any(1)).sum())
+        watch["low"] = min(watch["low"], totals.min().item())
+        watch["high"] = max(watch["high"], totals.max().item())
+        binary = bool(((totals == 0) | (totals == 1)).all())
+        if watch["batches"] == _NO_SIGNAL_PATIENCE and watch["with_signal"] == 0 and not binary:
+            args = self.args
+            warnings.warn(
+                f"\n{'=' * 100}\nREAL: no group had both a positive and a negative in the first {_NO_SIGNAL_PATIENCE} "
+                f"generation batches, so the REAL gradient is exactly zero and the model does not change.\n"
+                f"Rewards seen: {watch['low']:g} to {watch['high']:g}; label_rule={args.label_rule!r}, "
+                f"label_threshold={args.label_threshold:g}. Two ways out:\n"
+                "  - label_rule='group_mean': a completion is positive when its reward beats its group's mean "
+                "(any reward scale);\n"
+                "  - label_threshold inside the reward range, so that good completions land above it.\n"
+                f"{'=' * 100}",
+                UserWarning,
+                stacklevel=2,
+            )
 
     # -- micro-step planning -------------------------------------------------------------------------
 
@@ -92,26 +195,48 @@ class REALTrainer(GRPOTrainer):
             self._buffered_inputs = self._split_into_micro_batches(batch)
         return self._buffered_inputs[self._step % steps]
 
-    def _split_into_micro_batches(self, batch: dict) -> list[dict]:
-        num_processes, rank = self.accelerator.num_processes, self.accelerator.process_index
-        local = batch["completion_ids"].size(0)
-        num_rows = local * num_processes
+    def _plan_slots(self, num_rows: int) -> tuple[list[list[torch.Tensor]], torch.Tensor]:
+        """slots[k][p]: the global rows process p trains on in micro-step k; and each row's denominator."""
+        steps, group_size = self.args.steps_per_generation, self.num_generations
         # Identical on every process, and stable across resumption: seeded by the step at generation.
         plan = plan_micro_batches(
-            num_groups=num_rows // self.num_generations,
-            group_size=self.num_generations,
-            num_micro_batches=self.args.steps_per_generation,
-            num_processes=num_processes,
+            num_groups=num_rows // group_size,
+            group_size=group_size,
+            num_micro_batches=steps,
+            num_processes=self.accelerator.num_processes,
             seed=self.args.seed + self.state.global_step,
         )
-        mine = plan[:, rank].reshape(-1).to(batch["completion_ids"].device)
-        rows = self._rows_from_all_processes(batch, mine)
-        per_step = mine.numel() // self.args.steps_per_generation
-        micro_batches = []
-        for k in range(self.args.steps_per_generation):
-            window = slice(k * per_step, (k + 1) * per_step)
-            micro = {key: value[window] if _is_per_row(value) else value for key, value in rows.items()}
-            micro_batches.append(_trim_padding(micro))
+        labels = self._generation_labels.cpu()
+        group_ids = group_ids_for_rows(torch.arange(num_rows), group_size)
+        # Each row keeps the denominator of the micro-step the plan first gave it, so that moving rows
+        # between the micro-steps of one optimizer step leaves the optimizer's gradient unchanged.
+        denominators = torch.empty(num_rows, dtype=torch.float64)
+        for step_rows in plan.reshape(steps, -1):
+            denominators[step_rows] = _batch_denominator(self.loss_type, labels[step_rows], group_ids[step_rows])
+        if not self.skips_rows:
+            self._metrics["train"]["real/rows_skipped"].append(0.0)
+            return [list(plan[k]) for k in range(steps)], denominators
+        keep = signal_rows(labels, group_ids)
+        self._metrics["train"]["real/rows_skipped"].append(1.0 - keep.double().mean().item())
+        return plan_signal_micro_batches(plan, keep, group_size, self.args.gradient_accumulation_steps), denominators
+
+    def _split_into_micro_batches(self, batch: dict) -> list[dict]:
+        rank, device = self.accelerator.process_index, batch["completion_ids"].device
+        local = batch["completion_ids"].size(0)
+        slots, denominators = self._plan_slots(local * self.accelerator.num_processes)
+        batch["real_denominators"] = denominators.to(device)[local * rank : local * (rank + 1)]
+        mine = [step[rank].to(device) for step in slots]
+        rows = self._rows_from_all_processes(batch, torch.cat(mine))
+        micro_batches, start = [], 0
+        for step, wanted in zip(slots, mine):
+            window = slice(start, start + wanted.numel())
+            start = window.stop
+            if wanted.numel():
+                micro = _trim_padding({k: v[window] if _is_per_row(v) else v for k, v in rows.items()})
+            else:
+                micro = _placeholder_row(batch)
+            micro["real_rows_max"] = torch.tensor(max(slot.numel() for slot in step))
+            micro_batches.append(micro)
         return micro_batches
 
     def _rows_from_all_processes(self, batch: dict, wanted: torch.Tensor) -> dict:
@@ -141,91 +266,154 @@ class REALTrainer(GRPOTrainer):
         if not self._uses_real_loss:
             return super()._compute_loss(model, inputs)
         mode = "train" if self.model.training else "eval"
-        prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
         completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
         mask = completion_mask if "tool_mask" not in inputs else completion_mask * inputs["tool_mask"]
         per_token_logps, entropies, aux_loss = self._get_per_token_logps_and_entropies(
             model,
-            torch.cat([prompt_ids, completion_ids], dim=1),
-            torch.cat([prompt_mask, completion_mask], dim=1),
+            torch.cat([inputs["prompt_ids"], completion_ids], dim=1),
+            torch.cat([inputs["prompt_mask"], completion_mask], dim=1),
             completion_ids.size(1),
             compute_entropy=True,
             compute_aux_loss=self.aux_loss_enabled,
         )
+        token_mask = None
+        if self.top_entropy_quantile < 1.0:
+            token_mask = self.get_high_entropy_mask(entropies, mask, 1 - self.top_entropy_quantile)
+        scores, local = self._sequence_stats(inputs, per_token_logps, entropies, mask, token_mask)
+        table = self._gather_stats(local, inputs)
+        batch_loss, weights = self._loss_and_weights(table)
+        loss = self._surrogate(scores, weights, batch_loss, local.score.numel())
+
+        maskf = mask.to(per_token_logps.dtype)
+        if self.beta != 0.0:
+            loss = loss + self.beta * (self._ref_kl(inputs, per_token_logps) * maskf).sum(-1).div(
+                maskf.sum(-1).clamp(min=1.0)
+            ).mean()
+        if self._entropy_bonus_enabled:
+            bonus_mask = maskf if token_mask is None else maskf * token_mask
+            loss = loss - self._entropy_coef_now(entropies, bonus_mask, mode) * (entropies * bonus_mask).sum() / (
+                bonus_mask.sum().clamp(min=1.0)
+            )
+            self._metrics[mode]["policy_loss"].append(batch_loss.item())
+        if self.aux_loss_enabled:
+            loss = loss + self.router_aux_loss_coef * aux_loss
+            self._metrics[mode]["aux_loss"].append(self.accelerator.gather_for_metrics(aux_loss).mean().item())
+        if mode == "train":
+            loss = loss / self.current_gradient_accumulation_steps  # GRPOTrainer scales for accumulation itself
+        self._log_loss_statistics(table, weights, mode)
+        return loss
+
+    def _sequence_stats(self, inputs, per_token_logps, entropies, mask, token_mask):
+        """The scores (with their graph) and the `SequenceStats` of this process's rows."""
         # Without a stored pi_old (one optimizer step per generation batch), pi_old is the current policy.
         old_per_token_logps = inputs.get("old_per_token_logps")
         if old_per_token_logps is None:
             old_per_token_logps = per_token_logps.detach()
-        scores = sequence_scores(per_token_logps, old_per_token_logps, mask)
+        scores = sequence_scores(per_token_logps, old_per_token_logps, mask, token_mask)
         maskf = mask.to(per_token_logps.dtype)
-        num_tokens = maskf.sum(-1)
         log_ratio = (per_token_logps.detach() - old_per_token_logps) * maskf
+        ref_kl_sum = torch.zeros_like(scores)
         if self.beta != 0.0:
-            ref_gap = inputs["ref_per_token_logps"] - per_token_logps
-            per_token_kl = torch.exp(ref_gap) - ref_gap - 1
-            ref_kl_sum = (per_token_kl * maskf).sum(-1)
-        else:
-            ref_kl_sum = torch.zeros_like(scores)
-        local_stats = torch.stack(
-            [
-                scores.detach(),
-                inputs["real_labels"].to(scores.dtype),
-                inputs["real_group_ids"].to(scores.dtype),
-                (entropies.detach() * maskf).sum(-1),
-                num_tokens,
-                ((torch.expm1(log_ratio) - log_ratio) * maskf).sum(-1),
-                ref_kl_sum.detach(),
-            ],
-            dim=1,
-        ).double()  # _STAT_COLUMNS, in float64: group ids and scores survive the exchange exactly
-        stats = self.accelerator.gather(local_stats) if self.accelerator.num_processes > 1 else local_stats
+            ref_kl_sum = (self._ref_kl(inputs, per_token_logps.detach()) * maskf).sum(-1)
+        stats = SequenceStats(
+            score=scores.detach(),
+            label=inputs["real_labels"],
+            group=inputs["real_group_ids"],
+            denominator=inputs["real_denominators"],
+            entropy_sum=(entropies.detach() * maskf).sum(-1),
+            num_tokens=maskf.sum(-1),
+            approx_kl_sum=((torch.expm1(log_ratio) - log_ratio) * maskf).sum(-1),
+            ref_kl_sum=ref_kl_sum,
+        )
+        if "real_placeholder" in inputs:  # a pass that only keeps the processes in step: no rows
+            stats = SequenceStats.from_table(stats.to_table()[:0])
+        return scores, stats
 
-        # The loss of the whole global micro-batch, on every process, and its exact weights dL/ds.
+    def _gather_stats(self, local: SequenceStats, inputs) -> SequenceStats:
+        """The statistics of the whole global micro-batch, on every process; slot p holds process p's rows."""
+        table = local.to_table()
+        if self.accelerator.num_processes == 1:
+            return SequenceStats.from_table(table)
+        rows_max = inputs.get("real_rows_max")
+        if rows_max is None:  # evaluation: sizes are not planned
+            rows_max = self.accelerator.gather(torch.tensor([table.size(0)], device=table.device)).max()
+        padding = SequenceStats.padding(int(rows_max) - table.size(0), table.device)
+        return SequenceStats.from_table(self.accelerator.gather(torch.cat([table, padding])))
+
+    def _loss_and_weights(self, table: SequenceStats) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss of the global micro-batch and its exact weights dL/ds, the same on every process."""
         with torch.enable_grad():
-            all_scores = stats[:, 0].clone().requires_grad_(True)
-            labels, group_ids = stats[:, 1].long(), stats[:, 2].long()
-            batch_loss = LOSSES[self.loss_type](all_scores, labels, group_ids, self.args.tau)
-            (weights,) = torch.autograd.grad(batch_loss, all_scores)
-        start = self.accelerator.process_index * scores.size(0)
-        local_weights = weights[start : start + scores.size(0)].to(scores.dtype)
+            scores = table.score.clone().requires_grad_(True)
+            loss = LOSSES[self.loss_type](scores, table.label.long(), table.group.long(), self.args.tau, table.denominator)
+            (weights,) = torch.autograd.grad(loss, scores)
+        return loss.detach(), weights
+
+    def _surrogate(self, scores, weights, batch_loss, num_rows: int) -> torch.Tensor:
+        """A loss whose value is the batch loss and whose gradient is sum_i w_i ds_i over the global batch."""
+        start = self.accelerator.process_index * (weights.numel() // self.accelerator.num_processes)
+        local_weights = torch.zeros_like(scores)
+        local_weights[:num_rows] = weights[start : start + num_rows].to(scores.dtype)
         # Data-parallel wrappers average gradients over processes; each process carries its own rows'
-        # share of the sum, so scale by the number of processes. The value stays the batch loss.
+        # share of the sum, so scale by the number of processes.
         surrogate = self.accelerator.num_processes * (local_weights * scores).sum()
-        loss = surrogate - surrogate.detach() + batch_loss.detach().to(scores.dtype)
+        return surrogate - surrogate.detach() + batch_loss.to(scores.dtype)
 
-        if self.beta != 0.0:
-            loss = loss + self.beta * (ref_kl_sum / num_tokens.clamp(min=1.0)).mean()
-        if self.entropy_coef != 0.0:
-            loss = loss - self.entropy_coef * (entropies * maskf).sum() / maskf.sum().clamp(min=1.0)
-        if self.aux_loss_enabled:
-            loss = loss + self.router_aux_loss_coef * aux_loss
-        if mode == "train":
-            loss = loss / self.current_gradient_accumulation_steps  # GRPOTrainer scales for accumulation itself
+    @staticmethod
+    def _ref_kl(inputs, per_token_logps):
+        ref_gap = inputs["ref_per_token_logps"] - per_token_logps
+        return torch.exp(ref_gap) - ref_gap - 1
 
-        self._log_loss_statistics(stats, weights, labels, group_ids, mode)
-        return loss
+    def _entropy_coef_now(self, entropies, bonus_mask, mode) -> float:
+        """The entropy coefficient for this micro-step, as GRPOTrainer sets it (static, or adaptive: on only
+        while the last optimizer step's world entropy was at or below `entropy_target`)."""
+        coef = self.entropy_coef
+        if self.use_adaptive_entropy:
+            if self._last_world_entropy > self.args.entropy_target:
+                coef = 0.0
+            if mode == "train":
+                self._update_entropy_controller(entropies, bonus_mask)
+        if mode == "train" and self.accelerator.sync_gradients:
+            self._metrics[mode]["entropy_coef"].append(self.entropy_coef)
+        return coef
 
-    def _log_loss_statistics(self, stats, weights, labels, group_ids, mode):
-        metrics = self._metrics[mode]
-        scores, num_tokens = stats[:, 0], stats[:, 4].clamp(min=1.0)
-        total_tokens = num_tokens.sum()
-        metrics["entropy"].append((stats[:, 3].sum() / total_tokens).item())
-        metrics["real/approx_kl"].append((stats[:, 5].sum() / total_tokens).item())
-        if self.beta != 0.0:
-            metrics["kl"].append((stats[:, 6].sum() / total_tokens).item())
-        # Report weights per group (REAL's W, independent of the batch size): the batch losses divide by
-        # the number of groups, BCE by the number of samples it averages over.
-        if self.loss_type == "bce":
-            contributing = weights != 0
-            scale = contributing.sum().clamp(min=1)
+    def _update_entropy_controller(self, entropies, bonus_mask) -> None:
+        """Accumulate the token entropy of the optimizer step; at its end, step the coefficient towards
+        keeping the world entropy at `entropy_target` (within [entropy_coef_min, entropy_coef_max])."""
+        step_stats = torch.stack([(entropies.detach() * bonus_mask).sum(), bonus_mask.sum()])
+        window = self._entropy_window_stats
+        self._entropy_window_stats = step_stats if window is None else window + step_stats
+        if not self.accelerator.sync_gradients:
+            return
+        total = self.accelerator.reduce(self._entropy_window_stats, reduction="sum")
+        self._last_world_entropy = (total[0] / total[1].clamp(min=1.0)).item()
+        args = self.args
+        if self._last_world_entropy <= args.entropy_target:
+            self.entropy_coef = min(self.entropy_coef + args.entropy_coef_delta, args.entropy_coef_max)
         else:
-            scale = torch.unique(group_ids).numel()
-        magnitude = weights.abs() * scale
+            self.entropy_coef = max(self.entropy_coef - args.entropy_coef_delta, args.entropy_coef_min)
+        self._entropy_window_stats = None
+
+    def _log_loss_statistics(self, table: SequenceStats, weights: torch.Tensor, mode: str) -> None:
+        metrics = self._metrics[mode]
+        total_tokens = table.num_tokens.sum().clamp(min=1.0)
+        metrics["entropy"].append((table.entropy_sum.sum() / total_tokens).item())
+        metrics["real/approx_kl"].append((table.approx_kl_sum.sum() / total_tokens).item())
+        if self.beta != 0.0:
+            metrics["kl"].append((table.ref_kl_sum.sum() / total_tokens).item())
+        # Weights per group (REAL's W) or per sample (BCE), independent of the batch size.
+        magnitude = weights.abs() * table.denominator
         for name, label in (("pos", 1), ("neg", 0)):
-            members = labels == label
-            metrics[f"real/score_{name}"].append(_mean(scores[members]))
-            in_signal = members & (weights != 0)
-            metrics[f"real/weight_{name}"].append(_mean(magnitude[in_signal]))
+            members = table.label == label
+            metrics[f"real/score_{name}"].append(_mean(table.score[members]))
+            metrics[f"real/weight_{name}"].append(_mean(magnitude[members & (weights != 0)]))
+
+
+def _batch_denominator(loss_type: str, labels: torch.Tensor, group_ids: torch.Tensor) -> float:
+    """What a loss over exactly these rows divides by: its groups (REAL, product) or its samples in groups
+    with signal (BCE); the losses' own default, made explicit so rows can move between passes."""
+    if loss_type == "bce":
+        return float(max(int(signal_rows(labels, group_ids).sum()), 1))
+    return float(torch.unique(group_ids).numel())
 
 
 def _is_per_row(value) -> bool:
@@ -234,6 +422,22 @@ def _is_per_row(value) -> bool:
 
 def _mean(values: torch.Tensor) -> float:
     return values.mean().item() if values.numel() else float("nan")
+
+
+def _placeholder_row(batch: dict) -> dict:
+    """One row cut to one prompt and one completion token. A process with no rows in a micro-step still
+    runs a forward and backward pass (DDP, ZeRO-3 and FSDP need every process in step); this one has no
+    statistics and weight 0, so it contributes exactly zero."""
+    row = {key: value[:1] if _is_per_row(value) else value for key, value in batch.items()}
+    for key in _PROMPT_KEYS:
+        row[key] = row[key][:, -1:]
+    for key in _COMPLETION_KEYS:
+        if isinstance(row.get(key), torch.Tensor) and row[key].dim() == 2:
+            row[key] = row[key][:, :1]
+    row["prompt_mask"] = torch.ones_like(row["prompt_mask"])
+    row["completion_mask"] = torch.ones_like(row["completion_mask"])
+    row["real_placeholder"] = torch.tensor(True)
+    return row
 
 
 def _trim_padding(micro: dict) -> dict:

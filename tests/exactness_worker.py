@@ -5,12 +5,12 @@ come from a deterministic `rollout_func`: completion j of a prompt depends only 
 j, so every layout trains on the same generation batch. SGD without clipping makes the parameter
 change a plain multiple of the gradient, so a wrong gradient scale cannot hide behind Adam.
 
-usage: worker.py OUT_DIR CASE=per_device,grad_accum,steps_per_generation,num_generations,num_iterations,max_steps[,loss] ...
+usage: worker.py OUT_DIR CASE=per_device,grad_accum,steps_per_generation,num_generations,num_iterations,max_steps,
+       loss_type,skip|noskip,parity|sparse,sgd|adamw ...
 """
 
 import os
 import sys
-import zlib
 from pathlib import Path
 
 import torch
@@ -18,6 +18,8 @@ from datasets import Dataset
 
 from real_trl import REALConfig, REALTrainer
 from real_trl.tiny import build_tiny_model, build_tiny_tokenizer
+
+from helpers import parity_reward, rollout
 
 
 def allow_fsdp_on_cpu():
@@ -38,28 +40,22 @@ def allow_fsdp_on_cpu():
     AcceleratorState.__init__ = init
 
 
-def rollout(prompts, trainer):
-    tokenizer = trainer.processing_class
-    first_row = trainer.accelerator.process_index * len(prompts)
-    prompt_ids, completion_ids = [], []
-    for i, prompt in enumerate(prompts):
-        text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-        member = (first_row + i) % trainer.num_generations  # groups are contiguous in the global order
-        seed = zlib.crc32(text.encode()) + 7919 * member
-        length = 2 + seed % 7
-        prompt_ids.append(tokenizer(text)["input_ids"])
-        completion_ids.append([10 + (seed // 7 + 31 * t) % 200 for t in range(length)] + [tokenizer.eos_token_id])
-    return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None}
+def sparse_reward(completions, prompts, **kwargs):
+    """Parity for one prompt in eight, 0 for the rest: most groups carry no signal, and some optimizer
+    steps none at all, so skipping leaves processes with nothing to train on."""
+    return [
+        float(len(c[0]["content"]) % 2) if int(p[0]["content"].split()[-1]) % 8 == 0 else 0.0
+        for c, p in zip(completions, prompts)
+    ]
 
 
-def parity_reward(completions, **kwargs):
-    return [float(len(c[0]["content"]) % 2) for c in completions]
+REWARDS = {"parity": parity_reward, "sparse": sparse_reward}
 
 
 def run_case(out_dir: Path, name: str, spec: str) -> None:
     fields = spec.split(",")
     per_device, grad_accum, steps, group, iterations, max_steps = map(int, fields[:6])
-    loss_type = fields[6] if len(fields) > 6 else "real"
+    loss_type, skip, reward, optimizer = fields[6:10]
     tokenizer = build_tiny_tokenizer()
     model = build_tiny_model(tokenizer, seed=0)
     prompts = [[{"role": "user", "content": "q" * (1 + i % 5) + f" {i}"}] for i in range(64)]
@@ -73,11 +69,12 @@ def run_case(out_dir: Path, name: str, spec: str) -> None:
         num_iterations=iterations,
         max_steps=max_steps,
         max_completion_length=16,
-        optim="sgd",
-        learning_rate=0.5,
+        skip_no_signal=skip == "skip",
+        optim="sgd" if optimizer == "sgd" else "adamw_torch",
+        learning_rate=0.5 if optimizer == "sgd" else 1e-2,
         lr_scheduler_type="constant",
         weight_decay=0.0,
-        max_grad_norm=0.0,
+        max_grad_norm=0.0 if optimizer == "sgd" else 1.0,
         beta=0.0,
         seed=1234,
         report_to=[],
@@ -89,7 +86,7 @@ def run_case(out_dir: Path, name: str, spec: str) -> None:
     )
     trainer = REALTrainer(
         model=model,
-        reward_funcs=[parity_reward],
+        reward_funcs=[REWARDS[reward]],
         args=args,
         train_dataset=Dataset.from_dict({"prompt": prompts}),
         processing_class=tokenizer,
