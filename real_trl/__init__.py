@@ -1,7 +1,27 @@
-"""REAL (Rewards as Labels) on Hugging Face TRL."""
+"""REAL (Rewards as Labels) on Hugging Face TRL.
 
-from real_trl.config import REAL_LOSS_TYPES, REALConfig
-from real_trl.trainer import REALTrainer
+`REALConfig` and `REALTrainer` load on first use, so that scripts answer `--help` before torch loads.
+"""
 
-__all__ = ["REALConfig", "REALTrainer", "REAL_LOSS_TYPES"]
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+__all__ = ["REAL_LOSS_TYPES", "REALConfig", "REALTrainer"]
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from real_trl.config import REAL_LOSS_TYPES, REALConfig
+    from real_trl.trainer import REALTrainer
+
+
+def __getattr__(name: str):
+    if name in ("REALConfig", "REAL_LOSS_TYPES"):
+        from real_trl import config
+
+        return getattr(config, name)
+    if name == "REALTrainer":
+        from real_trl.trainer import REALTrainer
+
+        return REALTrainer
+    raise AttributeError(f"module 'real_trl' has no attribute {name!r}")

@@ -39,8 +39,6 @@ _COMPLETION_KEYS = (
     "sampling_per_token_logps",
     "importance_sampling_ratio",
 )
-# Generation batches to watch before warning that no group ever carried signal.
-_NO_SIGNAL_PATIENCE = 2
 
 
 @dataclass
@@ -98,7 +96,7 @@ class REALTrainer(GRPOTrainer):
         if not self._uses_real_loss:  # a TRL loss type: GRPOTrainer's own name, tags and paper on the card
             self._tag_names, self._name, self._paper = GRPOTrainer._tag_names, GRPOTrainer._name, GRPOTrainer._paper
         super().__init__(model, reward_funcs, args, *positional, **kwargs)
-        self._signal_watch = {"batches": 0, "with_signal": 0, "low": float("inf"), "high": float("-inf")}
+        self._watched_first_batch = False
 
     @property
     def skips_rows(self) -> bool:
@@ -158,31 +156,28 @@ class REALTrainer(GRPOTrainer):
         metrics["groups/with_signal"].append(((positives > 0) & (negatives > 0)).float().mean().item())
 
     def _watch_for_no_signal(self, grouped_labels: torch.Tensor) -> None:
-        """Warn once when the first generation batches had no group with a positive and a negative while
-        the rewards are not 0/1: the REAL gradient is then exactly zero and the model never changes."""
-        watch = self._signal_watch
-        if watch["batches"] >= _NO_SIGNAL_PATIENCE:
+        """Warn once when the first generation batch has no group with a positive and a negative while the
+        rewards are not 0/1: the REAL gradient is then exactly zero, and with such rewards it stays zero."""
+        if self._watched_first_batch:
             return
+        self._watched_first_batch = True
         totals = (self._rewards_per_func * self.reward_weights.to(self._rewards_per_func)).nansum(dim=1)
-        watch["batches"] += 1
-        watch["with_signal"] += int(((grouped_labels == 1).any(1) & (grouped_labels == 0).any(1)).sum())
-        watch["low"] = min(watch["low"], totals.min().item())
-        watch["high"] = max(watch["high"], totals.max().item())
-        binary = bool(((totals == 0) | (totals == 1)).all())
-        if watch["batches"] == _NO_SIGNAL_PATIENCE and watch["with_signal"] == 0 and not binary:
-            args = self.args
-            warnings.warn(
-                f"\n{'=' * 100}\nREAL: no group had both a positive and a negative in the first {_NO_SIGNAL_PATIENCE} "
-                f"generation batches, so the REAL gradient is exactly zero and the model does not change.\n"
-                f"Rewards seen: {watch['low']:g} to {watch['high']:g}; label_rule={args.label_rule!r}, "
-                f"label_threshold={args.label_threshold:g}. Two ways out:\n"
-                "  - label_rule='group_mean': a completion is positive when its reward beats its group's mean "
-                "(any reward scale);\n"
-                "  - label_threshold inside the reward range, so that good completions land above it.\n"
-                f"{'=' * 100}",
-                UserWarning,
-                stacklevel=2,
-            )
+        with_signal = ((grouped_labels == 1).any(1) & (grouped_labels == 0).any(1)).any()
+        if with_signal or bool(((totals == 0) | (totals == 1)).all()):
+            return
+        args = self.args
+        warnings.warn(
+            f"\n{'=' * 100}\nREAL: no group of the first generation batch has both a positive and a negative, so the "
+            "REAL gradient is exactly zero and the model does not change.\n"
+            f"Rewards seen: {totals.min().item():g} to {totals.max().item():g}; label_rule={args.label_rule!r}, "
+            f"label_threshold={args.label_threshold:g}. Two ways out:\n"
+            "  - label_rule='group_mean': a completion is positive when its reward beats its group's mean (any "
+            "reward scale);\n"
+            "  - label_threshold inside the reward range, so that only good completions land above it.\n"
+            f"{'=' * 100}",
+            UserWarning,
+            stacklevel=2,
+        )
 
     # -- micro-step planning -------------------------------------------------------------------------
 

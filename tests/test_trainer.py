@@ -1,13 +1,11 @@
 import pytest
 import torch
 from datasets import Dataset
+from helpers import parity_reward
+from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 
 from real_trl import REALConfig, REALTrainer
 from real_trl.tiny import build_tiny_model, build_tiny_tokenizer
-
-
-def parity_reward(completions, **kwargs):
-    return [float(len(c[0]["content"]) % 2) for c in completions]
 
 
 def dataset(n=16):
@@ -65,7 +63,7 @@ def test_a_few_training_steps(tmp_path, loss_type):
 
 
 def test_micro_batches_hold_whole_groups_and_the_whole_generation_batch(tmp_path):
-    trainer = make_trainer(tmp_path, max_steps=1)
+    trainer = make_trainer(tmp_path, max_steps=1, skip_no_signal=False)
     trainer.train()
     micro_batches = trainer._buffered_inputs
     assert len(micro_batches) == 4
@@ -80,7 +78,7 @@ def test_micro_batches_hold_whole_groups_and_the_whole_generation_batch(tmp_path
 
 
 def test_labels_follow_the_rewards(tmp_path):
-    trainer = make_trainer(tmp_path, max_steps=1)
+    trainer = make_trainer(tmp_path, max_steps=1, skip_no_signal=False)
     trainer.train()
     for micro in trainer._buffered_inputs:
         texts = trainer.processing_class.batch_decode(micro["completion_ids"] * micro["completion_mask"], skip_special_tokens=True)
@@ -97,16 +95,16 @@ def test_first_update_scores_are_zero_and_later_ones_move(tmp_path):
     assert second["real/approx_kl"] > 0
 
 
-def test_missing_reward_functions_fail_before_loading_anything(tmp_path):
-    with pytest.raises(ValueError, match="pass reward_funcs"):
-        REALTrainer(model="no/such-model", reward_funcs=None, args=REALConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True))
+def test_missing_reward_functions_fail_with_grpo_trainers_error(tmp_path):
+    with pytest.raises(ValueError, match="No reward source provided"):
+        make_trainer(tmp_path, reward_funcs=())
 
 
-def test_kl_to_reference_and_entropy_bonus_run(tmp_path, tiny_model_dir):
+def test_kl_to_reference_runs(tmp_path, tiny_model_dir):
     # beta > 0 loads a reference copy of the model by path, as TRL does
-    trainer = make_trainer(tmp_path, model=str(tiny_model_dir), beta=0.1, entropy_coef=0.01, max_steps=2)
+    trainer = make_trainer(tmp_path, model=str(tiny_model_dir), beta=0.1, max_steps=2)
     trainer.train()
-    assert "kl" in trainer.state.log_history[1]
+    assert trainer.state.log_history[1]["kl"] > 0
 
 
 def test_evaluation_during_training_reports_group_outcomes(tmp_path):
@@ -117,3 +115,91 @@ def test_evaluation_during_training_reports_group_outcomes(tmp_path):
     trainer.train()
     evaluation = next(e for e in trainer.state.log_history if "eval_loss" in e)
     assert {"eval_reward", "eval_groups/with_signal", "eval_real/score_pos"} <= evaluation.keys()
+
+
+def _trained_parameters(trainer) -> list[torch.Tensor]:
+    trainer.train()
+    return [p.detach().clone() for p in trainer.model.parameters()]
+
+
+def test_skipping_trains_only_rows_with_signal(tmp_path):
+    trainer = make_trainer(tmp_path, max_steps=1)
+    trainer.train()
+    trained = [m for m in trainer._buffered_inputs if "real_placeholder" not in m]
+    labels = torch.cat([m["real_labels"] for m in trained])
+    groups = torch.cat([m["real_group_ids"] for m in trained])
+    for group in groups.unique():  # every trained group has a positive and a negative, and no excluded row
+        assert set(labels[groups == group].tolist()) == {0, 1}
+    skipped = trainer.state.log_history[0]["real/rows_skipped"]
+    assert skipped == pytest.approx(1 - labels.numel() / 16)
+
+
+def test_entropy_bonus_changes_the_update_and_is_reported(tmp_path):
+    plain = _trained_parameters(make_trainer(tmp_path / "plain", max_steps=2))
+    trainer = make_trainer(tmp_path / "bonus", max_steps=2, entropy_coef=0.5)
+    with_bonus = _trained_parameters(trainer)
+    assert any(not torch.allclose(a, b) for a, b in zip(plain, with_bonus))
+    logs = trainer.state.log_history[0]
+    assert logs["entropy_coef"] == 0.5 and "policy_loss" in logs
+
+
+def test_adaptive_entropy_and_high_entropy_tokens_train(tmp_path):
+    trainer = make_trainer(tmp_path, max_steps=2, use_adaptive_entropy=True, entropy_target=10.0, top_entropy_quantile=0.5)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    after = _trained_parameters(trainer)
+    assert any(not torch.equal(a, b) for a, b in zip(before, after))
+    # the entropy of a random model is below the target of 10, so the controller raises the coefficient
+    assert trainer.state.log_history[1]["entropy_coef"] > trainer.state.log_history[0]["entropy_coef"]
+
+
+def length_reward(completions, **kwargs):
+    """A reward on another scale than 0/1, as in many TRL examples: every completion lands above 0.5."""
+    return [float(len(c[0]["content"])) for c in completions]
+
+
+def test_rewards_above_the_threshold_warn_and_group_mean_labels_learn(tmp_path):
+    trainer = make_trainer(tmp_path / "threshold", reward_funcs=(length_reward,), max_steps=2, skip_no_signal=False)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    with pytest.warns(UserWarning, match="no group of the first generation batch has both"):
+        after = _trained_parameters(trainer)
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
+    trainer = make_trainer(tmp_path / "mean", reward_funcs=(length_reward,), max_steps=2, label_rule="group_mean")
+    after = _trained_parameters(trainer)
+    assert any(not torch.equal(a, b) for a, b in zip(before, after))
+    assert trainer.state.log_history[0]["groups/with_signal"] > 0
+
+
+def test_model_card_names_the_method_and_its_paper(tmp_path):
+    for loss_type, name, paper in (("real", "REAL", "2602.05630"), ("grpo", "GRPO", "2402.03300")):
+        trainer = make_trainer(tmp_path / loss_type, loss_type=loss_type)
+        trainer.create_model_card(model_name="tiny")
+        card = (tmp_path / loss_type / "README.md").read_text()
+        assert f"trained with {name}" in card and paper in card, card
+
+
+def test_trl_loss_types_get_no_real_inputs(tmp_path):
+    trainer = make_trainer(tmp_path, loss_type="grpo", max_steps=1)
+    trainer.train()
+    assert not any(key.startswith("real_") for key in trainer._buffered_inputs[0])
+
+
+def tiny_moe_model(tokenizer):
+    config = Qwen3MoeConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, moe_intermediate_size=32, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=8, num_experts=4, num_experts_per_tok=2,
+        output_router_logits=True, router_aux_loss_coef=0.01, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    return Qwen3MoeForCausalLM(config)
+
+
+def test_router_loss_of_moe_models_reaches_the_gradient_and_is_reported(tmp_path):
+    tokenizer = build_tiny_tokenizer()
+    runs = {}
+    for coef in (0.0, 10.0):
+        trainer = make_trainer(tmp_path / str(coef), model=tiny_moe_model(tokenizer), max_steps=1, router_aux_loss_coef=coef)
+        runs[coef] = (_trained_parameters(trainer), trainer.state.log_history[0])
+    (without, _), (with_router_loss, logs) = runs[0.0], runs[10.0]
+    assert logs["aux_loss"] > 0
+    assert any(not torch.allclose(a, b) for a, b in zip(without, with_router_loss))
