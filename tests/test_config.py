@@ -1,7 +1,9 @@
+from dataclasses import fields
+
 import pytest
 
 from real_trl import REALConfig
-from real_trl.config import TRL_LOSS_TYPES
+from real_trl.config import GRPO_ONLY_SETTINGS, TRL_LOSS_TYPES
 
 
 def make(**kwargs):
@@ -27,12 +29,19 @@ def test_every_loss_type_is_accepted(loss_type):
         ({"tau": 0.0}, "tau must be > 0"),
         ({"tau": -1.0}, "tau must be > 0"),
         ({"loss_type": "ppo"}, "Unknown loss_type 'ppo'"),
+        ({"label_rule": "median"}, "Unknown label_rule 'median'"),
         (
             {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 2},
-            r"per_device_train_batch_size \(2\) x num_processes \(1\) = 2 must be a multiple of num_generations \(4\)",
+            r"per_device_train_batch_size \(2\).* must be a multiple of num_generations \(4\)",
         ),
-        ({"use_adaptive_entropy": True}, "does not support use_adaptive_entropy"),
-        ({"top_entropy_quantile": 0.2}, "does not support top_entropy_quantile"),
+        (  # GRPOConfig would name generation_batch_size, which the user never set
+            {"per_device_train_batch_size": 4, "num_generations": 8},
+            r"per_device_train_batch_size \(4\) x processes \(1\) x gradient_accumulation_steps \(1\) = 4",
+        ),
+        (
+            {"steps_per_generation": 8, "gradient_accumulation_steps": 2, "save_steps": 6},
+            r"save_steps \(6\) must be a multiple of the 4 optimizer steps per generation batch",
+        ),
     ],
 )
 def test_bad_settings_fail_with_the_fix_named(kwargs, message):
@@ -45,8 +54,28 @@ def test_trl_loss_types_keep_grpo_layout_rules():
     assert make(loss_type="dapo", per_device_train_batch_size=3, num_generations=3, gradient_accumulation_steps=2).loss_type == "dapo"
 
 
-def test_fields_carry_help_text():
-    from dataclasses import fields
+def test_grpo_only_settings_are_ignored_with_one_warning():
+    with pytest.warns(UserWarning, match=r"ignores these GRPO-only settings: epsilon=0.3, scale_rewards='none'"):
+        make(epsilon=0.3, scale_rewards="none")
+    assert {"epsilon", "delta", "importance_sampling_level", "vllm_importance_sampling_correction"} <= set(GRPO_ONLY_SETTINGS)
+    assert set(GRPO_ONLY_SETTINGS) <= {f.name for f in fields(REALConfig)}
 
+
+def test_default_checkpoints_fall_between_generation_batches():
+    assert make(steps_per_generation=3, gradient_accumulation_steps=1).save_steps == 498
+
+
+def test_cpu_machines_default_to_float32(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert REALConfig(output_dir="out", per_device_train_batch_size=4, num_generations=4, report_to=[]).bf16 is False
+
+
+def test_entropy_controls_are_supported():
+    config = make(use_adaptive_entropy=True, top_entropy_quantile=0.2)
+    assert config.use_adaptive_entropy and config.top_entropy_quantile == 0.2
+
+
+def test_fields_carry_help_text():
     helps = {f.name: f.metadata.get("help", "") for f in fields(REALConfig)}
     assert "0.5" in helps["tau"] and "threshold" in helps["label_threshold"] and "real_product" in helps["loss_type"]
+    assert "group_mean" in helps["label_rule"] and "exactly zero" in helps["skip_no_signal"]

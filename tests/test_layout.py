@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from real_trl.layout import check_layout, group_ids_for_rows, plan_micro_batches
+from real_trl.layout import check_layout, group_ids_for_rows, plan_micro_batches, plan_signal_micro_batches
 
 
 @pytest.mark.parametrize(
@@ -34,3 +34,31 @@ def test_impossible_layouts_are_refused_with_the_settings_to_change():
         check_layout(micro_batch_size=3, num_processes=2, group_size=4)
     with pytest.raises(ValueError, match="micro-steps"):
         plan_micro_batches(6, 4, 4, 1, seed=0)
+
+
+@pytest.mark.parametrize("accumulation_steps, processes", [(1, 1), (2, 2), (4, 3), (4, 1)])
+def test_skipping_keeps_each_optimizer_steps_groups_whole_and_balanced(accumulation_steps, processes):
+    group_size, steps = 4, 8
+    plan = plan_micro_batches(num_groups=24, group_size=group_size, num_micro_batches=steps, num_processes=processes, seed=5)
+    keep = torch.rand(plan.numel(), generator=torch.Generator().manual_seed(0)) < 0.6
+    slots = plan_signal_micro_batches(plan, keep, group_size, accumulation_steps)
+    assert len(slots) == steps and all(len(step) == processes for step in slots)
+    for start in range(0, steps, accumulation_steps):
+        window = range(start, start + accumulation_steps)
+        planned = plan[start : start + accumulation_steps].reshape(-1)
+        kept = torch.cat([torch.cat(slots[k]) for k in window])
+        assert sorted(kept.tolist()) == sorted(planned[keep[planned]].tolist())  # the same rows, each once
+        for k in window:  # a group's kept rows share one micro-step
+            groups = group_ids_for_rows(torch.cat(slots[k]), group_size)
+            others = [row for j in window if j != k for slot in slots[j] for row in slot.tolist()]
+            assert not set(groups.tolist()) & {row // group_size for row in others}
+            sizes = [slot.numel() for slot in slots[k]]
+            assert max(sizes) - min(sizes) <= 1
+        loads = [sum(slot.numel() for slot in slots[k]) for k in window]
+        assert max(loads) - min(loads) <= group_size  # greedy balance: within one group's rows
+
+
+def test_skipping_everything_leaves_empty_micro_steps():
+    plan = plan_micro_batches(num_groups=4, group_size=2, num_micro_batches=2, num_processes=2, seed=0)
+    slots = plan_signal_micro_batches(plan, torch.zeros(8, dtype=torch.bool), group_size=2, accumulation_steps=2)
+    assert all(slot.numel() == 0 for step in slots for slot in step)

@@ -12,6 +12,7 @@ from real_trl.losses import (
     real_product_loss,
     rewards_to_labels,
     sequence_scores,
+    signal_rows,
 )
 
 # -- plain per-group references, float64, written from the paper's formulas --------------------------
@@ -196,3 +197,29 @@ def test_weighted_reward_functions_and_partial_credit_use_the_threshold():
     labels = rewards_to_labels(rewards, torch.tensor([1.0, 0.2]), threshold=0.5)
     assert labels.tolist() == [1, 0, 1, -1, 1]
     assert rewards_to_labels(rewards, torch.tensor([1.0, 0.2]), threshold=0.8).tolist() == [1, 0, 1, -1, 0]
+
+
+@pytest.mark.parametrize("loss", [real_loss, real_product_loss, bce_loss])
+@pytest.mark.parametrize("seed", range(4))
+def test_passes_over_parts_of_a_batch_add_up_to_the_batch_loss(loss, seed):
+    scores, labels, group_ids = random_batch(seed)
+    whole = loss(scores, labels, group_ids, 0.5)
+    keep = signal_rows(labels, group_ids)
+    count = keep.sum() if loss is bce_loss else group_ids.unique().numel()
+    denominators = torch.full_like(scores, float(count))
+    parts = group_ids % 2 == 0  # two passes of whole groups, rows without signal dropped
+    total = sum(loss(scores[m & keep], labels[m & keep], group_ids[m & keep], 0.5, denominators[m & keep]) for m in (parts, ~parts))
+    assert total.item() == pytest.approx(whole.item(), rel=1e-12)
+
+
+def test_signal_rows_are_the_scored_members_of_mixed_groups():
+    labels = torch.tensor([1, 0, -1, 1, 1, 0, 0, -1])
+    group_ids = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2])
+    assert signal_rows(labels, group_ids).tolist() == [True, True, False, False, False, False, False, False]
+
+
+def test_group_mean_labels_any_reward_scale():
+    rewards = torch.tensor([3.0, 7.0, 5.0, 5.0, 2.0, 2.0, 2.0, float("nan")])
+    labels = rewards_to_labels(rewards, rule="group_mean", group_size=4)
+    # group 1: mean 5 -> below, above, tie, tie; group 2: all equal -> no signal; None stays excluded
+    assert labels.tolist() == [0, 1, -1, -1, -1, -1, -1, -1]

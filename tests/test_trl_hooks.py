@@ -34,7 +34,9 @@ def test_helpers_we_call_keep_their_signatures():
 def test_state_we_rely_on_is_still_there():
     init = inspect.getsource(GRPOTrainer.__init__)
     for attribute in ("_buffered_inputs", "_step", "num_iterations", "reward_weights", "_metrics", "entropy_coef",
-                      "aux_loss_enabled", "_tokenizer", "num_generations_eval", "beta"):
+                      "aux_loss_enabled", "_tokenizer", "num_generations_eval", "beta", "router_aux_loss_coef",
+                      "top_entropy_quantile", "use_adaptive_entropy", "_entropy_bonus_enabled", "_last_world_entropy",
+                      "_entropy_window_stats"):
         assert f"self.{attribute} =" in init, attribute
     # micro-steps are served from a buffer refilled every steps_per_generation * num_iterations steps
     assert "self._step % generate_every == 0" in inspect.getsource(GRPOTrainer._prepare_inputs)
@@ -49,3 +51,9 @@ def test_trl_loss_types_we_forward_exist():
     source = inspect.getsource(GRPOTrainer._compute_loss)
     for loss_type in TRL_LOSS_TYPES:
         assert f'"{loss_type}"' in source, loss_type
+
+
+def test_model_card_and_entropy_mask_hooks_we_use():
+    # the model card reads these class attributes; REALTrainer sets its own for the REAL losses
+    assert {"_tag_names", "_name", "_paper"} <= vars(GRPOTrainer).keys()
+    assert list(inspect.signature(GRPOTrainer.get_high_entropy_mask).parameters) == ["self", "entropies", "mask", "threshold"]
