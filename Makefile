@@ -3,16 +3,21 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# torch is installed first and pinned, so that pip does not pick another build while resolving the
+# rest. Which build `torch==2.13.0` is depends on the index: on the public PyPI it is the CUDA build
+# on Linux (GPU users want that). On a CPU-only machine, ask for the small CPU build:
+#   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
+TORCH_FROM := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 
-.PHONY: install demo arena test test-fast bench smoke clean
+.PHONY: install demo arena test test-fast lint bench smoke clean
 
 install: $(STAMP)
 
-# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build on a CPU machine.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q torch==2.13.0 $(TORCH_FROM)
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
@@ -23,13 +28,18 @@ arena: install
 	$(PY) scripts/arena.py
 
 test: install
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q
 
 test-fast: install
-	$(PY) -m pytest -q -m "not slow"
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 smoke: install
-	$(VENV)/bin/accelerate launch --config_file accelerate_configs/cpu.yaml scripts/train.py --config recipes/smoke/real_toy.yaml
+	$(VENV)/bin/accelerate launch --config_file accelerate_configs/cpu.yaml scripts/train.py \
+		--config recipes/smoke/real_toy.yaml --output_dir outputs/smoke
 
 bench: install
 	$(PY) bench/trainer_overhead.py

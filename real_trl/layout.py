@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import torch
 
+from real_trl.plan import whole_group_problem
+
 
 def check_layout(micro_batch_size: int, num_processes: int, group_size: int) -> None:
-    """Refuse a layout in which a micro-step cannot hold whole groups."""
-    total = micro_batch_size * num_processes
-    if total % group_size:
-        raise ValueError(
-            f"REAL needs whole groups in every micro-step: per_device_train_batch_size ({micro_batch_size}) x "
-            f"num_processes ({num_processes}) = {total} must be a multiple of num_generations ({group_size}); "
-            "change per_device_train_batch_size or num_generations."
-        )
+    """Refuse a layout in which a micro-step cannot hold whole groups (the rule is `plan.whole_group_problem`)."""
+    problem = whole_group_problem(micro_batch_size, num_processes, group_size)
+    if problem:
+        raise ValueError(problem)
 
 
 def plan_micro_batches(
