@@ -12,6 +12,7 @@ from trl import GRPOConfig
 from real_trl.layout import check_layout
 from real_trl.losses import LABEL_RULES
 from real_trl.plan import REAL_LOSS_TYPES
+
 # Loss types GRPOTrainer implements itself (trl 1.16); they run through its code untouched.
 # GSPO is loss_type="grpo" with importance_sampling_level="sequence".
 TRL_LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo", "vespo")

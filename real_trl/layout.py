@@ -15,6 +15,18 @@ import torch
 
 from real_trl.plan import whole_group_problem
 
+# The per-row entries of a TRL generation batch that are padded on the left (prompts) or right (completions).
+PROMPT_KEYS = ("prompt_ids", "prompt_mask")
+COMPLETION_KEYS = (
+    "completion_ids",
+    "completion_mask",
+    "tool_mask",
+    "old_per_token_logps",
+    "ref_per_token_logps",
+    "sampling_per_token_logps",
+    "importance_sampling_ratio",
+)
+
 
 def check_layout(micro_batch_size: int, num_processes: int, group_size: int) -> None:
     """Refuse a layout in which a micro-step cannot hold whole groups (the rule is `plan.whole_group_problem`)."""
@@ -33,7 +45,9 @@ def plan_micro_batches(
         raise ValueError(f"{num_groups} groups cannot be split evenly into {num_micro_batches} micro-steps.")
     groups_per_step = num_groups // num_micro_batches
     if groups_per_step * group_size % num_processes:
-        raise ValueError(f"A micro-step of {groups_per_step * group_size} rows cannot be split over {num_processes} processes.")
+        raise ValueError(
+            f"A micro-step of {groups_per_step * group_size} rows cannot be split over {num_processes} processes."
+        )
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(num_groups, generator=generator)
     rows = order.unsqueeze(1) * group_size + torch.arange(group_size)  # (num_groups, G), members in order
@@ -82,3 +96,38 @@ def plan_signal_micro_batches(
             step_rows = torch.cat(rows) if rows else plan.new_empty(0)
             slots.append(list(torch.tensor_split(step_rows, num_processes)))
     return slots
+
+
+def is_per_row(value) -> bool:
+    """Whether a generation-batch entry holds one value per row (a tensor with a batch dimension)."""
+    return isinstance(value, torch.Tensor) and value.dim() > 0
+
+
+def placeholder_row(batch: dict) -> dict:
+    """One row cut to one prompt and one completion token. A process with no rows in a micro-step still
+    runs a forward and backward pass (DDP, ZeRO-3 and FSDP need every process in step); this one has no
+    statistics and weight 0, so it contributes exactly zero."""
+    row = {key: value[:1] if is_per_row(value) else value for key, value in batch.items()}
+    for key in PROMPT_KEYS:
+        row[key] = row[key][:, -1:]
+    for key in COMPLETION_KEYS:
+        if isinstance(row.get(key), torch.Tensor) and row[key].dim() == 2:
+            row[key] = row[key][:, :1]
+    row["prompt_mask"] = torch.ones_like(row["prompt_mask"])
+    row["completion_mask"] = torch.ones_like(row["completion_mask"])
+    row["real_placeholder"] = torch.tensor(True)
+    return row
+
+
+def trim_padding(micro: dict) -> dict:
+    """Drop the padding columns no row of this micro-batch uses (left of prompts, right of completions)."""
+    prompt_width = int(micro["prompt_mask"].sum(1).max().item())
+    completion_width = max(int(micro["completion_mask"].sum(1).max().item()), 1)
+    trimmed = dict(micro)
+    for key in PROMPT_KEYS:
+        trimmed[key] = micro[key][:, micro[key].size(1) - prompt_width :]
+    for key in COMPLETION_KEYS:
+        value = micro.get(key)
+        if isinstance(value, torch.Tensor) and value.dim() == 2 and value.size(1) == micro["completion_ids"].size(1):
+            trimmed[key] = value[:, :completion_width]
+    return trimmed

@@ -24,6 +24,7 @@ __all__ = [
     "LABEL_RULES",
     "LOSSES",
     "bce_loss",
+    "loss_denominator",
     "real_gradient_weights",
     "real_loss",
     "real_product_loss",
@@ -241,6 +242,14 @@ def real_gradient_weights(
     neg_share = torch.softmax(_with_anchor(neg_logits), dim=1)[:, 1:]
     per_group = (neg_share - pos_share) / tau * has_signal.unsqueeze(1).to(scores.dtype)
     return per_group.sum(dim=0)
+
+
+def loss_denominator(loss_type: str, labels: torch.Tensor, group_ids: torch.Tensor) -> float:
+    """What a loss over exactly these rows divides by: its groups (REAL, product) or its samples in groups
+    with signal (BCE); the losses' own default, made explicit so rows can move between passes."""
+    if loss_type == "bce":
+        return float(max(int(signal_rows(labels, group_ids).sum()), 1))
+    return float(torch.unique(group_ids).numel())
 
 
 LOSSES = {"real": real_loss, "real_product": real_product_loss, "bce": bce_loss}

@@ -26,19 +26,16 @@ import torch
 from trl import GRPOTrainer
 
 from real_trl.config import REALConfig
-from real_trl.layout import group_ids_for_rows, plan_micro_batches, plan_signal_micro_batches
-from real_trl.losses import LOSSES, rewards_to_labels, sequence_scores, signal_rows
-
-_PROMPT_KEYS = ("prompt_ids", "prompt_mask")
-_COMPLETION_KEYS = (
-    "completion_ids",
-    "completion_mask",
-    "tool_mask",
-    "old_per_token_logps",
-    "ref_per_token_logps",
-    "sampling_per_token_logps",
-    "importance_sampling_ratio",
+from real_trl.layout import (
+    PROMPT_KEYS,
+    group_ids_for_rows,
+    is_per_row,
+    placeholder_row,
+    plan_micro_batches,
+    plan_signal_micro_batches,
+    trim_padding,
 )
+from real_trl.losses import LOSSES, loss_denominator, rewards_to_labels, sequence_scores, signal_rows
 
 
 @dataclass
@@ -101,16 +98,10 @@ class REALTrainer(GRPOTrainer):
     @property
     def skips_rows(self) -> bool:
         """Whether rows without gradient are dropped: only when nothing but the REAL loss gives them one."""
-        args = self.args
-        return (
-            self._uses_real_loss
-            and getattr(args, "skip_no_signal", False)
-            and self.beta == 0.0
-            and not self._entropy_bonus_enabled
-            and self.top_entropy_quantile == 1.0
-            and not self.aux_loss_enabled
-            and args.steps_per_generation % args.gradient_accumulation_steps == 0
-        )
+        args, other_gradient = self.args, self._entropy_bonus_enabled or self.aux_loss_enabled or self.beta != 0.0
+        whole_steps = args.steps_per_generation % args.gradient_accumulation_steps == 0
+        keep_all_tokens = self.top_entropy_quantile == 1.0  # the high-entropy mask is a quantile over all rows
+        return self._uses_real_loss and args.skip_no_signal and not other_gradient and keep_all_tokens and whole_steps
 
     # -- generation: labels and group ids ------------------------------------------------------------
 
@@ -123,13 +114,8 @@ class REALTrainer(GRPOTrainer):
         output = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
-        labels = rewards_to_labels(
-            self._rewards_per_func,
-            self.reward_weights,
-            threshold=getattr(self.args, "label_threshold", 0.5),
-            rule=getattr(self.args, "label_rule", "threshold"),
-            group_size=group_size,
-        )
+        rule, threshold = getattr(self.args, "label_rule", "threshold"), getattr(self.args, "label_threshold", 0.5)
+        labels = rewards_to_labels(self._rewards_per_func, self.reward_weights, threshold, rule, group_size)
         self._log_group_outcomes(labels.view(-1, group_size), mode)
         if not self._uses_real_loss:
             return output
@@ -142,7 +128,7 @@ class REALTrainer(GRPOTrainer):
         output["real_labels"] = labels[rows]
         output["real_group_ids"] = group_ids[rows]
         # Evaluated as one batch (evaluation): the loss divides by the whole batch's count.
-        denominator = _batch_denominator(self.loss_type, labels, group_ids)
+        denominator = loss_denominator(self.loss_type, labels, group_ids)
         output["real_denominators"] = torch.full((local,), denominator, dtype=torch.float64, device=labels.device)
         return output
 
@@ -207,7 +193,7 @@ class REALTrainer(GRPOTrainer):
         # between the micro-steps of one optimizer step leaves the optimizer's gradient unchanged.
         denominators = torch.empty(num_rows, dtype=torch.float64)
         for step_rows in plan.reshape(steps, -1):
-            denominators[step_rows] = _batch_denominator(self.loss_type, labels[step_rows], group_ids[step_rows])
+            denominators[step_rows] = loss_denominator(self.loss_type, labels[step_rows], group_ids[step_rows])
         if not self.skips_rows:
             self._metrics["train"]["real/rows_skipped"].append(0.0)
             return [list(plan[k]) for k in range(steps)], denominators
@@ -227,9 +213,9 @@ class REALTrainer(GRPOTrainer):
             window = slice(start, start + wanted.numel())
             start = window.stop
             if wanted.numel():
-                micro = _trim_padding({k: v[window] if _is_per_row(v) else v for k, v in rows.items()})
+                micro = trim_padding({k: v[window] if is_per_row(v) else v for k, v in rows.items()})
             else:
-                micro = _placeholder_row(batch)
+                micro = placeholder_row(batch)
             micro["real_rows_max"] = torch.tensor(max(slot.numel() for slot in step))
             micro_batches.append(micro)
         return micro_batches
@@ -237,20 +223,21 @@ class REALTrainer(GRPOTrainer):
     def _rows_from_all_processes(self, batch: dict, wanted: torch.Tensor) -> dict:
         """The rows `wanted` (global indices) of every per-row entry of the generation batch."""
         if self.accelerator.num_processes == 1:
-            return {key: value[wanted] if _is_per_row(value) else value for key, value in batch.items()}
+            return {key: value[wanted] if is_per_row(value) else value for key, value in batch.items()}
+        lists = [key for key, value in batch.items() if isinstance(value, list)]
+        if lists:
+            raise ValueError(
+                f"REAL cannot move the per-sample lists {lists} between processes: multimodal inputs train with the "
+                "REAL losses on a single process only. Launch one process or use a TRL loss type."
+            )
         moved = {}
         for key, value in batch.items():
-            if isinstance(value, list):
-                raise ValueError(
-                    f"REAL cannot move the per-sample list {key!r} between processes: multimodal inputs train with "
-                    "the REAL losses on a single process only. Launch one process or use a TRL loss type."
-                )
-            if not _is_per_row(value):
+            if not is_per_row(value):
                 moved[key] = value
                 continue
             if value.dim() > 1:
                 pad = self._tokenizer.pad_token_id if key == "prompt_ids" else 0
-                value = self.accelerator.pad_across_processes(value, dim=1, pad_index=pad, pad_first=key in _PROMPT_KEYS)
+                value = self.accelerator.pad_across_processes(value, dim=1, pad_index=pad, pad_first=key in PROMPT_KEYS)
             # One key at a time keeps the peak at one full-batch tensor.
             moved[key] = self.accelerator.gather(value.contiguous())[wanted]
         return moved
@@ -281,9 +268,11 @@ class REALTrainer(GRPOTrainer):
 
         maskf = mask.to(per_token_logps.dtype)
         if self.beta != 0.0:
-            loss = loss + self.beta * (self._ref_kl(inputs, per_token_logps) * maskf).sum(-1).div(
-                maskf.sum(-1).clamp(min=1.0)
-            ).mean()
+            loss = (
+                loss
+                + self.beta
+                * (self._ref_kl(inputs, per_token_logps) * maskf).sum(-1).div(maskf.sum(-1).clamp(min=1.0)).mean()
+            )
         if self._entropy_bonus_enabled:
             bonus_mask = maskf if token_mask is None else maskf * token_mask
             loss = loss - self._entropy_coef_now(entropies, bonus_mask, mode) * (entropies * bonus_mask).sum() / (
@@ -339,7 +328,9 @@ class REALTrainer(GRPOTrainer):
         """The loss of the global micro-batch and its exact weights dL/ds, the same on every process."""
         with torch.enable_grad():
             scores = table.score.clone().requires_grad_(True)
-            loss = LOSSES[self.loss_type](scores, table.label.long(), table.group.long(), self.args.tau, table.denominator)
+            loss = LOSSES[self.loss_type](
+                scores, table.label.long(), table.group.long(), self.args.tau, table.denominator
+            )
             (weights,) = torch.autograd.grad(loss, scores)
         return loss.detach(), weights
 
@@ -403,47 +394,5 @@ class REALTrainer(GRPOTrainer):
             metrics[f"real/weight_{name}"].append(_mean(magnitude[members & (weights != 0)]))
 
 
-def _batch_denominator(loss_type: str, labels: torch.Tensor, group_ids: torch.Tensor) -> float:
-    """What a loss over exactly these rows divides by: its groups (REAL, product) or its samples in groups
-    with signal (BCE); the losses' own default, made explicit so rows can move between passes."""
-    if loss_type == "bce":
-        return float(max(int(signal_rows(labels, group_ids).sum()), 1))
-    return float(torch.unique(group_ids).numel())
-
-
-def _is_per_row(value) -> bool:
-    return isinstance(value, torch.Tensor) and value.dim() > 0
-
-
 def _mean(values: torch.Tensor) -> float:
     return values.mean().item() if values.numel() else float("nan")
-
-
-def _placeholder_row(batch: dict) -> dict:
-    """One row cut to one prompt and one completion token. A process with no rows in a micro-step still
-    runs a forward and backward pass (DDP, ZeRO-3 and FSDP need every process in step); this one has no
-    statistics and weight 0, so it contributes exactly zero."""
-    row = {key: value[:1] if _is_per_row(value) else value for key, value in batch.items()}
-    for key in _PROMPT_KEYS:
-        row[key] = row[key][:, -1:]
-    for key in _COMPLETION_KEYS:
-        if isinstance(row.get(key), torch.Tensor) and row[key].dim() == 2:
-            row[key] = row[key][:, :1]
-    row["prompt_mask"] = torch.ones_like(row["prompt_mask"])
-    row["completion_mask"] = torch.ones_like(row["completion_mask"])
-    row["real_placeholder"] = torch.tensor(True)
-    return row
-
-
-def _trim_padding(micro: dict) -> dict:
-    """Drop the padding columns no row of this micro-batch uses (left of prompts, right of completions)."""
-    prompt_width = int(micro["prompt_mask"].sum(1).max().item())
-    completion_width = max(int(micro["completion_mask"].sum(1).max().item()), 1)
-    trimmed = dict(micro)
-    for key in _PROMPT_KEYS:
-        trimmed[key] = micro[key][:, micro[key].size(1) - prompt_width :]
-    for key in _COMPLETION_KEYS:
-        value = micro.get(key)
-        if isinstance(value, torch.Tensor) and value.dim() == 2 and value.size(1) == micro["completion_ids"].size(1):
-            trimmed[key] = value[:, :completion_width]
-    return trimmed
