@@ -39,7 +39,7 @@ lint: install
 
 smoke: install
 	$(VENV)/bin/accelerate launch --config_file accelerate_configs/cpu.yaml scripts/train.py \
-		--config recipes/smoke/real_toy.yaml --output_dir outputs/smoke
+		--config recipes/smoke/real_toy.yaml --output_dir outputs/smoke --overwrite_output_dir true
 
 bench: install
 	$(PY) bench/trainer_overhead.py

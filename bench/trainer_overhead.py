@@ -31,7 +31,7 @@ from trl import GRPOTrainer
 
 from real_trl import REALConfig, REALTrainer
 from real_trl.tiny import build_tiny_model, build_tiny_tokenizer
-from real_trl.trainer import SequenceStats
+from real_trl.losses import SequenceStats
 
 GROUP_SIZE = 8
 PROMPTS = [[{"role": "user", "content": f"Problem {i}: " + "x" * (i % 17)}] for i in range(256)]

@@ -17,12 +17,15 @@ docs/method.md for the derivation and the two ablation variants.
 
 from __future__ import annotations
 
+from dataclasses import astuple, dataclass, fields
+
 import torch
 import torch.nn.functional as F
 
 __all__ = [
     "LABEL_RULES",
     "LOSSES",
+    "SequenceStats",
     "bce_loss",
     "loss_denominator",
     "real_gradient_weights",
@@ -253,3 +256,35 @@ def loss_denominator(loss_type: str, labels: torch.Tensor, group_ids: torch.Tens
 
 
 LOSSES = {"real": real_loss, "real_product": real_product_loss, "bce": bce_loss}
+
+
+@dataclass
+class SequenceStats:
+    """Per-sequence numbers: what a REAL loss reads of each row, plus the sums its metrics need. The
+    trainer exchanges them between processes instead of token-level tensors.
+
+    Travels as a (rows, 8) float64 table, so scores and group ids cross processes exactly. A padding
+    row (label -1, group -1, no tokens) changes neither the loss nor any metric.
+    """
+
+    score: torch.Tensor
+    label: torch.Tensor
+    group: torch.Tensor
+    denominator: torch.Tensor  # what the row's group loss (BCE: its own loss) is divided by
+    entropy_sum: torch.Tensor
+    num_tokens: torch.Tensor
+    approx_kl_sum: torch.Tensor  # k3 estimate of KL(pi_old || pi_theta), summed over tokens
+    ref_kl_sum: torch.Tensor  # KL to the reference model, summed over tokens (0 without beta)
+
+    def to_table(self) -> torch.Tensor:
+        return torch.stack([column.double() for column in astuple(self)], dim=1)
+
+    @classmethod
+    def from_table(cls, table: torch.Tensor) -> SequenceStats:
+        return cls(*table.unbind(1))
+
+    @staticmethod
+    def padding(rows: int, device) -> torch.Tensor:
+        pad = torch.zeros(rows, len(fields(SequenceStats)), dtype=torch.float64, device=device)
+        pad[:, 1:4] = torch.tensor([-1.0, -1.0, 1.0], dtype=torch.float64)  # label, group, denominator
+        return pad

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import textwrap
 import warnings
-from dataclasses import astuple, dataclass, fields
 from typing import ClassVar
 
 import torch
@@ -35,38 +34,8 @@ from real_trl.layout import (
     plan_signal_micro_batches,
     trim_padding,
 )
-from real_trl.losses import LOSSES, loss_denominator, rewards_to_labels, sequence_scores, signal_rows
-
-
-@dataclass
-class SequenceStats:
-    """The per-sequence numbers the REAL loss exchanges between processes: all it needs of other rows.
-
-    Travels as a (rows, 8) float64 table, so scores and group ids cross processes exactly. A padding
-    row (label -1, group -1, no tokens) changes neither the loss nor any metric.
-    """
-
-    score: torch.Tensor
-    label: torch.Tensor
-    group: torch.Tensor
-    denominator: torch.Tensor  # what the row's group loss (BCE: its own loss) is divided by
-    entropy_sum: torch.Tensor
-    num_tokens: torch.Tensor
-    approx_kl_sum: torch.Tensor  # k3 estimate of KL(pi_old || pi_theta), summed over tokens
-    ref_kl_sum: torch.Tensor  # KL to the reference model, summed over tokens (0 without beta)
-
-    def to_table(self) -> torch.Tensor:
-        return torch.stack([column.double() for column in astuple(self)], dim=1)
-
-    @classmethod
-    def from_table(cls, table: torch.Tensor) -> SequenceStats:
-        return cls(*table.unbind(1))
-
-    @staticmethod
-    def padding(rows: int, device) -> torch.Tensor:
-        pad = torch.zeros(rows, len(fields(SequenceStats)), dtype=torch.float64, device=device)
-        pad[:, 1:4] = torch.tensor([-1.0, -1.0, 1.0], dtype=torch.float64)  # label, group, denominator
-        return pad
+from real_trl.losses import LOSSES, SequenceStats, loss_denominator, rewards_to_labels, sequence_scores, signal_rows
+from real_trl.sampler import ResumableRepeatSampler
 
 
 class REALTrainer(GRPOTrainer):
@@ -102,6 +71,18 @@ class REALTrainer(GRPOTrainer):
         whole_steps = args.steps_per_generation % args.gradient_accumulation_steps == 0
         keep_all_tokens = self.top_entropy_quantile == 1.0  # the high-entropy mask is a quantile over all rows
         return self._uses_real_loss and args.skip_no_signal and not other_gradient and keep_all_tokens and whole_steps
+
+    def _get_train_sampler(self, dataset=None):
+        sampler = super()._get_train_sampler(dataset)
+        return ResumableRepeatSampler(
+            data_source=sampler.data_source,
+            mini_repeat_count=sampler.mini_repeat_count,
+            batch_size=sampler.batch_size,
+            repeat_count=sampler.repeat_count,
+            shuffle=sampler.shuffle,
+            seed=sampler.seed,
+            current_epoch=lambda: int(self.state.epoch or 0),
+        )
 
     # -- generation: labels and group ids ------------------------------------------------------------
 
