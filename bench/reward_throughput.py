@@ -1,4 +1,5 @@
-"""Throughput of `real_trl.rewards.math_reward` against TRL's `accuracy_reward`, measured in one run.
+"""Throughput of `real_trl.rewards.math_reward` against TRL's `accuracy_reward`, measured in one run
+(and of `paper_math_reward`, the official rules, on the same completions).
 
     python bench/reward_throughput.py                      # 1,024 completions, batches of 128
     python bench/reward_throughput.py --pathological 0     # without the 1% pathological answers
@@ -22,10 +23,34 @@ import time
 from pathlib import Path
 
 BUILTIN_REFERENCES = [
-    "204", "025", 142.0, "70", r"\frac{14}{3}", r"\left( 3, \frac{\pi}{2} \right)", "p - q", r"\text{Evelyn}",
-    r"90^\circ", r"3\sqrt{13}", "6 - 5i", "x=5", "1,-2", r"\frac{243}{625}", "[0, 1)", r"(-\infty, -2] \cup [3, \infty)",
-    r"\begin{pmatrix} 1 & 2 \\ 3 & 4 \end{pmatrix}", ["9.6\n"], [r"8.7 \times 10^{8}"], ["0.01\n", "0.02\n"],
-    ["$69$,$84$"], [r"$\frac{1}{2 n+2}$"], ["$(2,4)$"], [r"$2^{1009}$"], "1.25", "0.15", "52_8", r"5 \text{ cm}",
+    "204",
+    "025",
+    142.0,
+    "70",
+    r"\frac{14}{3}",
+    r"\left( 3, \frac{\pi}{2} \right)",
+    "p - q",
+    r"\text{Evelyn}",
+    r"90^\circ",
+    r"3\sqrt{13}",
+    "6 - 5i",
+    "x=5",
+    "1,-2",
+    r"\frac{243}{625}",
+    "[0, 1)",
+    r"(-\infty, -2] \cup [3, \infty)",
+    r"\begin{pmatrix} 1 & 2 \\ 3 & 4 \end{pmatrix}",
+    ["9.6\n"],
+    [r"8.7 \times 10^{8}"],
+    ["0.01\n", "0.02\n"],
+    ["$69$,$84$"],
+    [r"$\frac{1}{2 n+2}$"],
+    ["$(2,4)$"],
+    [r"$2^{1009}$"],
+    "1.25",
+    "0.15",
+    "52_8",
+    r"5 \text{ cm}",
 ]
 # Each takes math-verify minutes to hours. (Not in this list: "10^{10^{10^{10}}} - 10^{10^{10^{10}}}",
 # which hangs inside C code, where accuracy_reward's SIGALRM can't reach it: the baseline never ends.)
@@ -95,7 +120,7 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def run(name: str, func, completions, answers, batch: int, pids=lambda: []) -> tuple[list, float, float]:
+def run(name: str, func, completions, answers, batch: int, pids=list) -> tuple[list, float, float]:
     scores, slowest = [], 0.0
     cpu0 = cpu_seconds(pids())
     start = time.perf_counter()
@@ -105,8 +130,11 @@ def run(name: str, func, completions, answers, batch: int, pids=lambda: []) -> t
         slowest = max(slowest, time.perf_counter() - t)
     total = time.perf_counter() - start
     cpu = cpu_seconds(pids()) - cpu0
-    print(f"{name:>16}: {len(completions) / total:8.1f} completions/s   total {total:6.1f} s   "
-          f"slowest batch {slowest:5.2f} s   CPU {cpu:6.1f} s", flush=True)
+    print(
+        f"{name:>16}: {len(completions) / total:8.1f} completions/s   total {total:6.1f} s   "
+        f"slowest batch {slowest:5.2f} s   CPU {cpu:6.1f} s",
+        flush=True,
+    )
     return scores, total, cpu
 
 
@@ -117,41 +145,56 @@ def main() -> None:
     parser.add_argument("--pathological", type=float, default=0.01, help="fraction of pathological answers")
     parser.add_argument("--workers", type=int, default=None, help="verifier processes (default: usable cores)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--warmup", type=int, default=256,
-                        help="completions (other problems) scored by both before timing: a long run's steady state")
-    parser.add_argument("--shared-data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=256,
+        help="completions (other problems) scored by both before timing: a long run's steady state",
+    )
+    parser.add_argument("--shared_data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     args = parser.parse_args()
 
     from trl.rewards import accuracy_reward
 
-    from real_trl.rewards import default_num_workers, make_math_reward, worker_pids
+    from real_trl.rewards import default_num_workers, make_math_reward, make_paper_math_reward, worker_pids
 
     completions, answers = make_completions(load_references(args.shared_data), args.n, args.pathological, args.seed)
     solutions = [shown(a) for a in answers]  # accuracy_reward takes one reference string
     workers = default_num_workers() if args.workers is None else args.workers
     n_path = sum(any(p in c[0]["content"] for p in PATHOLOGICAL) for c in completions)
     chars = sum(len(c[0]["content"]) for c in completions) / len(completions)
-    print(f"{len(completions)} completions ({n_path} pathological, {chars:.0f} characters on average), "
-          f"batches of {args.batch}, {workers} verifier workers on {len(os.sched_getaffinity(0))} usable cores")
+    print(
+        f"{len(completions)} completions ({n_path} pathological, {chars:.0f} characters on average), "
+        f"batches of {args.batch}, {workers} verifier workers on {len(os.sched_getaffinity(0))} usable cores"
+    )
 
-    reward = make_math_reward(num_workers=workers)
+    reward, paper = make_math_reward(num_workers=workers), make_paper_math_reward(num_workers=workers)
     warm_c, warm_a = make_completions(load_references(args.shared_data), max(1, args.warmup), 0.0, args.seed + 1)
     t = time.perf_counter()
     reward(warm_c, warm_a)  # start the pool; the parsers of each process warm up (ANTLR caches)
     t_pool = time.perf_counter() - t
     accuracy_reward(warm_c, [shown(a) for a in warm_a])
-    print(f"{'warm-up':>16}: {t_pool:.1f} s math_reward (pool start included), "
-          f"{time.perf_counter() - t - t_pool:.1f} s accuracy_reward, on {len(warm_c)} other completions", flush=True)
+    print(
+        f"{'warm-up':>16}: {t_pool:.1f} s math_reward (pool start included), "
+        f"{time.perf_counter() - t - t_pool:.1f} s accuracy_reward, on {len(warm_c)} other completions",
+        flush=True,
+    )
+    paper(warm_c, warm_a)
     reward.totals = dict.fromkeys(reward.totals, 0)
 
     ours, t_ours, cpu_ours = run("math_reward", reward, completions, answers, args.batch, worker_pids)
     theirs, t_theirs, cpu_theirs = run("accuracy_reward", accuracy_reward, completions, solutions, args.batch)
-    print(f"{'speed-up':>16}: {t_theirs / t_ours:.2f}x wall clock, {cpu_theirs / cpu_ours:.2f}x less CPU time; "
-          f"load average {os.getloadavg()[0]:.1f} on {len(os.sched_getaffinity(0))} cores (other work slows both)")
+    run("paper_math_reward", paper, completions, answers, args.batch, worker_pids)
+    print(
+        f"{'speed-up':>16}: {t_theirs / t_ours:.2f}x wall clock, {cpu_theirs / cpu_ours:.2f}x less CPU time; "
+        f"load average {os.getloadavg()[0]:.1f} on {len(os.sched_getaffinity(0))} cores (other work slows both)"
+    )
     print(f"{'counters':>16}: {reward.totals}")
     agree = sum((a or 0.0) == (b or 0.0) for a, b in zip(ours, theirs)) / len(ours)
-    print(f"{'agreement':>16}: {agree:.1%} of completions get the same score from both "
-          f"(mean reward {sum(s or 0 for s in ours) / len(ours):.3f} vs {sum(s or 0 for s in theirs) / len(theirs):.3f})")
+    print(
+        f"{'agreement':>16}: {agree:.1%} of completions get the same score from both "
+        f"(mean reward {sum(s or 0 for s in ours) / len(ours):.3f} vs {sum(s or 0 for s in theirs) / len(theirs):.3f})"
+    )
 
 
 if __name__ == "__main__":

@@ -27,11 +27,12 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
+from transformers import PrinterCallback
 from trl import GRPOTrainer
 
 from real_trl import REALConfig, REALTrainer
-from real_trl.tiny import build_tiny_model, build_tiny_tokenizer
 from real_trl.losses import SequenceStats
+from real_trl.tiny import build_tiny_model, build_tiny_tokenizer
 
 GROUP_SIZE = 8
 PROMPTS = [[{"role": "user", "content": f"Problem {i}: " + "x" * (i % 17)}] for i in range(256)]
@@ -84,10 +85,16 @@ def build(method: str, steps: int, share: float = 0.5):
         seed=0,
     )
     trainer_class = GRPOTrainer if method == "grpo" else REALTrainer
-    return trainer_class(
-        model=model, reward_funcs=[signal_reward(share)], args=args, train_dataset=Dataset.from_dict({"prompt": PROMPTS}),
-        processing_class=tokenizer, rollout_func=rollout,
+    trainer = trainer_class(
+        model=model,
+        reward_funcs=[signal_reward(share)],
+        args=args,
+        train_dataset=Dataset.from_dict({"prompt": PROMPTS}),
+        processing_class=tokenizer,
+        rollout_func=rollout,
     )
+    trainer.remove_callback(PrinterCallback)  # the final train_runtime line would interleave with the table
+    return trainer
 
 
 def timed_run(method: str, steps: int, share: float) -> tuple[float, float]:
@@ -118,7 +125,9 @@ def peak_memory_mib(method: str, steps: int) -> float:
         f"import resource, trainer_overhead as b; b.build({method!r}, {steps}).train(); "
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
     )
-    done = subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=True, cwd=Path(__file__).parent, capture_output=True, text=True
+    )
     return int(done.stdout.split()[-1]) / 1024
 
 
@@ -136,7 +145,9 @@ def loss_traffic(rollouts=1024, tokens=8192, processes=8, per_device=4):
 
 
 def skipping_table(shares: list[float], rounds: int, steps: int) -> None:
-    print("share with signal | REAL-skip ms | REAL-no-skip ms | GRPO ms | skip/GRPO | skip/no-skip | pi_old share of skip step")
+    print(
+        "share with signal | REAL-skip ms | REAL-no-skip ms | GRPO ms | skip/GRPO | skip/no-skip | pi_old share of skip step"
+    )
     for share in shares:
         times = {method: [] for method in METHODS}
         old_logp = []

@@ -16,10 +16,15 @@ from transformers import HfArgumentParser
 
 
 class UsageError(ValueError):
-    """A mistake in what the user asked for; scripts print it as one line and exit with code 2."""
+    """Mistakes in what the user asked for, one line each (`problems`); scripts print them and exit with code 2."""
+
+    def __init__(self, *problems: str):
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
 
 
 def fail(message: str) -> NoReturn:
+    """Print `message` as `error: ...` on stderr and exit with code 2 (a user's mistake)."""
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(2)
 
@@ -28,8 +33,11 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
     """Keeps the description's paragraphs and shows every default."""
 
 
-def make_parser(dataclass_types, description: str) -> HfArgumentParser:
-    parser = HfArgumentParser(dataclass_types, description=description, formatter_class=_HelpFormatter)
+def make_parser(dataclass_types, description: str, usage: str | None = None) -> HfArgumentParser:
+    """An HfArgumentParser for `dataclass_types` whose mistakes are one line and exit code 2.
+
+    `usage` replaces argparse's generated usage line, which lists every flag (hundreds for a TRL config)."""
+    parser = HfArgumentParser(dataclass_types, description=description, usage=usage, formatter_class=_HelpFormatter)
     parser.error = fail  # argparse would print the whole usage before the message
     return parser
 

@@ -7,6 +7,7 @@ tests and users can check the numbers rather than pixels.
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,23 +15,36 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: figures go to files, never to a window
 import matplotlib.pyplot as plt
+import torch
+from matplotlib.ticker import MaxNLocator
+from trl import GRPOTrainer
+
+from real_trl.losses import real_loss
 
 __all__ = [
     "TRAINING_PANELS",
-    "load_log_history",
-    "training_series",
-    "plot_training_dynamics",
+    "accuracy_reward_name",
     "gradient_magnitudes",
+    "load_log_history",
     "plot_gradient_magnitudes",
+    "plot_training_dynamics",
+    "training_series",
 ]
 
-# (title, y label, log keys tried in order): the first key a run logged is plotted.
+# (title, log key): "{accuracy}" is the logged name of the accuracy reward function. TRL logs every reward
+# function on its own (`rewards/<name>/mean`) next to their weighted sum (`reward`); the accuracy panels
+# plot the accuracy reward alone, since the sum also counts format or length rewards.
 TRAINING_PANELS = [
-    ("Entropy", "mean token entropy", ["entropy"]),
-    ("Validation Pass@1", "Pass@1", ["eval_reward", "eval_rewards/math_reward/mean"]),
-    ("Training reward", "mean reward", ["reward", "rewards/math_reward/mean"]),
-    ("Solve-all ratio", "share of groups all correct", ["groups/solve_all"]),
+    ("Entropy", "entropy"),
+    ("Validation accuracy", "eval_rewards/{accuracy}/mean"),
+    ("Training accuracy", "rewards/{accuracy}/mean"),
+    ("Solve-all ratio", "groups/solve_all"),
 ]
+
+# Runs drawn on one panel cycle through these, so runs with identical curves stay visible and tellable apart.
+_LINE_STYLES = ["-", "--", ":", "-."]
+_MARKERS = ["o", "s", "^", "D", "v"]
+_MAX_MARKED_POINTS = 40  # denser series are drawn as lines only
 
 
 def load_log_history(run: str | Path) -> list[dict]:
@@ -49,34 +63,68 @@ def load_log_history(run: str | Path) -> list[dict]:
     return json.loads(path.read_text())["log_history"]
 
 
-def training_series(log_history: list[dict]) -> dict[str, tuple[list[int], list[float]]]:
-    """For each panel title, (steps, values) of the first of its keys the run logged (empty if none)."""
+def accuracy_reward_name(log_history: list[dict], accuracy_reward: str = "math_reward") -> str | None:
+    """The logged name of the reward function whose name contains `accuracy_reward` (None if the run logged
+    none); of several, the shortest (`math_reward` before `math_reward_strict`)."""
+    names = {
+        key.split("/")[1]
+        for entry in log_history
+        for key in entry
+        if key.startswith(("rewards/", "eval_rewards/")) and key.endswith("/mean") and key.count("/") == 2
+    }
+    matching = sorted((n for n in names if accuracy_reward in n), key=lambda n: (len(n), n))
+    return matching[0] if matching else None
+
+
+def training_series(log_history: list[dict], accuracy_reward: str = "math_reward") -> dict[str, dict]:
+    """For each panel title, the log key it plots and the run's (steps, values) of that key (empty if not logged)."""
+    accuracy = accuracy_reward_name(log_history, accuracy_reward) or accuracy_reward
     series = {}
-    for title, _, keys in TRAINING_PANELS:
-        key = next((k for k in keys if any(k in entry for entry in log_history)), None)
-        points = [(e["step"], e[key]) for e in log_history if key is not None and e.get(key) is not None]
-        series[title] = ([s for s, _ in points], [v for _, v in points])
+    for title, template in TRAINING_PANELS:
+        key = template.format(accuracy=accuracy)
+        points = [(e["step"], e[key]) for e in log_history if e.get(key) is not None]
+        series[title] = {"key": key, "steps": [s for s, _ in points], "values": [v for _, v in points]}
     return series
 
 
-def plot_training_dynamics(runs: dict[str, str | Path], output: str | Path) -> dict:
-    """Four panels (entropy, validation Pass@1, training reward, solve-all ratio) over steps, runs overlaid."""
+def _draw_panel(axis, title: str, per_run: dict[str, dict]) -> dict:
+    """One panel, runs overlaid; returns what it drew."""
+    drawn = {label: runs[title] for label, runs in per_run.items() if runs[title]["steps"]}
+    for index, (label, run) in enumerate(drawn.items()):
+        marked = len(run["steps"]) <= _MAX_MARKED_POINTS
+        axis.plot(
+            run["steps"],
+            run["values"],
+            label=label,
+            linewidth=1.2,
+            linestyle=_LINE_STYLES[index % len(_LINE_STYLES)],
+            marker=_MARKERS[index % len(_MARKERS)] if marked else None,
+            markersize=4,
+            markerfacecolor="none",  # hollow markers: a run's marker does not hide another's at the same point
+        )
+    keys = sorted({run[title]["key"] for run in per_run.values()})
+    ylabel = " / ".join(keys)
+    axis.set(title=title, xlabel="step", ylabel=ylabel)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.grid(alpha=0.3)
+    if drawn:
+        axis.legend()
+    else:
+        axis.text(0.5, 0.5, f"{ylabel}\nnot logged", transform=axis.transAxes, ha="center", va="center", color="gray")
+    series = {label: (run["steps"], run["values"]) for label, run in drawn.items()}
+    return {"title": title, "xlabel": "step", "ylabel": ylabel, "series": series}
+
+
+def plot_training_dynamics(
+    runs: dict[str, str | Path], output: str | Path, accuracy_reward: str = "math_reward"
+) -> dict:
+    """Four panels over steps, runs overlaid: entropy, validation and training accuracy (the mean of the reward
+    function whose name contains `accuracy_reward`, not the weighted sum of all rewards), solve-all ratio."""
     if not runs:
         raise ValueError("No runs given: pass at least one LABEL=path/to/run.")
-    per_run = {label: training_series(load_log_history(path)) for label, path in runs.items()}
+    per_run = {label: training_series(load_log_history(path), accuracy_reward) for label, path in runs.items()}
     figure, axes = plt.subplots(2, 2, figsize=(11, 7.5))
-    panels = []
-    for axis, (title, ylabel, _) in zip(axes.flat, TRAINING_PANELS):
-        series = {label: per_run[label][title] for label in runs if per_run[label][title][0]}
-        for label, (steps, values) in series.items():
-            axis.plot(steps, values, label=label, linewidth=1.2)
-        axis.set(title=title, xlabel="step", ylabel=ylabel)
-        axis.grid(alpha=0.3)
-        if series:
-            axis.legend()
-        else:
-            axis.text(0.5, 0.5, "not logged", transform=axis.transAxes, ha="center", va="center", color="gray")
-        panels.append({"title": title, "xlabel": "step", "ylabel": ylabel, "series": series})
+    panels = [_draw_panel(axis, title, per_run) for axis, (title, _) in zip(axes.flat, TRAINING_PANELS)]
     figure.tight_layout()
     _save(figure, output)
     return {"panels": panels, "output": str(output)}
@@ -92,10 +140,6 @@ def _real_gradients(s, tau: float, label: int):
     real_loss divides by the number of groups; with one group that factor is 1, so this is the
     paper's per-sample weight W.
     """
-    import torch
-
-    from real_trl.losses import real_loss
-
     grads = []
     for value in s.tolist():
         score = torch.tensor([value, 0.0], dtype=torch.float64, requires_grad=True)
@@ -108,11 +152,6 @@ def _real_gradients(s, tau: float, label: int):
 def _trl_grpo_gradients(s, advantage: float, epsilon_low: float, epsilon_high: float):
     """|dJ/ds| of GRPO's clipped objective for a one-token completion with log-ratio s, through TRL's own
     `GRPOTrainer._compute_loss` (on a stand-in trainer holding only the settings that loss reads)."""
-    from collections import defaultdict
-
-    import torch
-    from trl import GRPOTrainer
-
     per_token_logps = torch.tensor(s.tolist(), dtype=torch.float64).unsqueeze(1).requires_grad_(True)
     size = per_token_logps.size(0)
 
@@ -158,8 +197,6 @@ def gradient_magnitudes(
 ) -> dict:
     """|dJ/ds| over s in [s_min, s_max] for a positive and a negative sample: REAL at `tau` and GRPO clipped at
     `epsilon` with advantage +1 / -1. REAL's gradients come from `real_trl.losses.real_loss`, GRPO's from TRL."""
-    import torch
-
     s = torch.linspace(s_min, s_max, num, dtype=torch.float64)
     return {
         "s": s.tolist(),

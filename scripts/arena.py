@@ -1,55 +1,69 @@
-"""The full CPU arena: REAL, BCE, product-style REAL, GRPO, DAPO and GSPO from the same warm start,
-same budget, same learning-rate sweep, several seeds. Writes results/arena/arena.{md,json,png}.
+"""The full CPU arena: every method x learning rate x seed from one cached warm start (see docs/demo.md)."""
 
-    python scripts/arena.py [--methods real,grpo] [--seeds 0,1,2] [--learning-rates 3e-5,1e-4] [--max-steps 200]
-
-The JSON is rewritten after every run, so an interrupted arena keeps what it finished. Halves run
-side by side (e.g. `--methods real,bce,real_product --output-dir outputs/a` and the rest into
-outputs/b) are joined with `python scripts/arena.py --merge outputs/a outputs/b`.
-"""
-
-import argparse
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from real_trl.arena.settings import METHODS, ArenaConfig
+from real_trl.cli import parse
 
-from real_trl.arena import METHODS, ArenaConfig, merge_results, run_arena, write_results  # noqa: E402
+DESCRIPTION = """\
+Train REAL, BCE, product-style REAL, GRPO, DAPO and GSPO on a toy arithmetic task from the same cached
+warm start, with the same budget, learning-rate sweep and seeds, and write arena.md (table), arena.json
+(every curve, rewritten after each run so an interrupted arena keeps what it finished) and arena.png
+into --output_dir. Halves run side by side (e.g. --methods real bce real_product --output_dir outputs/a,
+and the rest into outputs/b) are joined with --merge outputs/a outputs/b. The committed record is
+results/arena/; write there only on purpose (--output_dir results/arena)."""
+
+_DEFAULTS = ArenaConfig()
 
 
-def _list(cast):
-    return lambda text: tuple(cast(x) for x in text.split(",") if x)
-
-
-def main() -> None:
-    defaults = ArenaConfig()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", type=_list(str), default=defaults.methods, help=f"from {','.join(METHODS)}")
-    parser.add_argument("--seeds", type=_list(int), default=defaults.seeds)
-    parser.add_argument("--learning-rates", type=_list(float), default=defaults.learning_rates)
-    parser.add_argument("--max-steps", type=int, default=defaults.max_steps)
-    parser.add_argument("--eval-every", type=int, default=defaults.eval_every)
-    parser.add_argument("--output-dir", default="results/arena")
-    parser.add_argument("--cache-dir", default=None, help="warm-start cache (default ~/.cache/real-trl/arena)")
-    parser.add_argument(
-        "--merge", nargs="+", metavar="DIR", help="instead of running, join the arena.json files of these output dirs"
+@dataclass
+class ArenaArguments:
+    methods: list[str] = field(default_factory=lambda: list(_DEFAULTS.methods), metadata={"help": "methods to run"})
+    seeds: list[int] = field(default_factory=lambda: list(_DEFAULTS.seeds), metadata={"help": "RL seeds"})
+    learning_rates: list[float] = field(
+        default_factory=lambda: list(_DEFAULTS.learning_rates), metadata={"help": "the sweep, for every method"}
     )
-    args = parser.parse_args()
+    max_steps: int = field(default=_DEFAULTS.max_steps, metadata={"help": "RL optimizer steps per run"})
+    eval_every: int = field(default=_DEFAULTS.eval_every, metadata={"help": "steps between held-out evaluations"})
+    output_dir: str = field(default="outputs/arena", metadata={"help": "folder for arena.{md,json,png}"})
+    cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "warm-start cache; when unset, $REAL_TRL_CACHE/arena or ~/.cache/real-trl/arena"},
+    )
+    merge: list[str] | None = field(
+        default=None, metadata={"help": "instead of running, join the arena.json files of these output folders"}
+    )
+
+    def __post_init__(self):
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+        missing = [d for d in self.merge or [] if not (Path(d) / "arena.json").is_file()]
+        if missing:
+            raise ValueError(f"no arena.json in {', '.join(missing)}; pass the --output_dir of each finished part")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run (or merge) the arena as the command line asks; print the table."""
+    (args,) = parse([ArenaArguments], DESCRIPTION, argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # torch loads only now, so --help and argument mistakes answer at once
+    from real_trl.arena.report import merge_results, write_results
+    from real_trl.arena.runs import run_arena
+
     if args.merge:
         parts = [json.loads((Path(d) / "arena.json").read_text()) for d in args.merge]
         paths = write_results(merge_results(parts), args.output_dir)
         print(paths["table"].read_text())
         return
-    unknown = [m for m in args.methods if m not in METHODS]
-    if unknown:
-        parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
-
     cfg = ArenaConfig(
-        methods=args.methods,
-        seeds=args.seeds,
-        learning_rates=args.learning_rates,
+        methods=tuple(args.methods),
+        seeds=tuple(args.seeds),
+        learning_rates=tuple(args.learning_rates),
         max_steps=args.max_steps,
         eval_every=args.eval_every,
     )

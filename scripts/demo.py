@@ -1,39 +1,52 @@
-"""The CPU demo (`make demo`): REAL trains a tiny model on verifiable arithmetic in under ten minutes.
+"""The CPU demo (`make demo`): REAL trains a tiny model on verifiable arithmetic in a few minutes."""
 
-Warm-starts a tiny Qwen2 (cached after the first run), trains it with REALTrainer and the math
-reward, and prints held-out accuracy before and after. See docs/demo.md for what it does and does not show.
-
-    python scripts/demo.py [--steps 200] [--output-dir outputs/demo]
-"""
-
-import argparse
 import os
 import time
+from dataclasses import dataclass, field
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from real_trl.arena.settings import demo_config
+from real_trl.cli import parse
 
-from real_trl.arena import demo_config, run_arena, write_results  # noqa: E402
+DESCRIPTION = """\
+Warm-start a tiny Qwen2 on arithmetic (cached after the first run), train it with REALTrainer and the
+math reward, and print held-out accuracy before and after; the table, every curve and a figure go to
+--output_dir. See docs/demo.md for what it does and does not show."""
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=None, help="RL optimizer steps (default: demo_config's)")
-    parser.add_argument("--output-dir", default="outputs/demo", help="where the table, JSON and figure go")
-    parser.add_argument("--cache-dir", default=None, help="warm-start cache (default ~/.cache/real-trl/arena)")
-    args = parser.parse_args()
+@dataclass
+class DemoArguments:
+    max_steps: int = field(default=demo_config().max_steps, metadata={"help": "RL optimizer steps"})
+    output_dir: str = field(default="outputs/demo", metadata={"help": "folder for arena.{md,json,png}"})
+    cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "warm-start cache; when unset, $REAL_TRL_CACHE/arena or ~/.cache/real-trl/arena"},
+    )
 
-    cfg = demo_config(**({"max_steps": args.steps} if args.steps else {}))
+    def __post_init__(self):
+        if self.max_steps < 1:
+            raise ValueError(f"--max_steps must be at least 1, got {self.max_steps}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the demo as the command line asks, print before/after and return the arena result."""
+    (args,) = parse([DemoArguments], DESCRIPTION, argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # torch loads only now, so --help and argument mistakes answer at once
+    from real_trl.arena.report import write_results
+    from real_trl.arena.runs import run_arena
+
+    cfg = demo_config(max_steps=args.max_steps)
     start = time.time()
     results = run_arena(cfg, cache_dir=args.cache_dir)
     paths = write_results(results, args.output_dir)
-    run = results["runs"][0]
-    before, after = results["warm_start"], run["eval"]
+    before, after = results["warm_start"], results["runs"][0]["eval"]
     print(f"\nREAL, {cfg.max_steps} steps, {cfg.num_heldout} held-out problems never seen in training:")
     sampled = f"held-out Pass@1 (sampled at T={cfg.temperature:g}):"
     print(f"  {sampled:<36} {before['sampled']:.3f} -> {after['sampled'][-1]:.3f}")
     print(f"  {'held-out accuracy (greedy):':<36} {before['greedy']:.3f} -> {after['greedy'][-1]:.3f}")
     print(f"  wall time {time.time() - start:.0f} s; table, curves and figure in {paths['table'].parent}/")
+    return results
 
 
 if __name__ == "__main__":

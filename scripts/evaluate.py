@@ -1,85 +1,133 @@
-"""Evaluate checkpoints on the paper's benchmarks: n samples per problem, Pass@1, pass@k, JSONL of every sample.
+"""Evaluate checkpoints on the paper's benchmarks (see docs/evaluation.md).
 
-    python scripts/evaluate.py --model outputs/DeepSeek-R1-Distill-Qwen-1.5B/real_deepscaler/checkpoint-1400 \
-        --benchmarks all --output-dir eval/real
-    python scripts/evaluate.py --model REAL=outputs/real/checkpoint-1400 \
-        --model base=deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B \
-        --backend vllm --tensor-parallel-size 1 --data-parallel-size 8 --output-dir eval
-
-With several models each gets its own folder under --output-dir, plus a combined results.md there.
-Re-running the same command resumes: finished benchmarks are read back, not regenerated.
+    python scripts/evaluate.py --model_name_or_path outputs/DeepSeek-R1-Distill-Qwen-1.5B/real_deepscaler/checkpoint-5600
+    python scripts/evaluate.py --model_name_or_path REAL=outputs/real/checkpoint-5600 \
+        base=deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B --data_parallel_size 8 --grader paper --output_dir outputs/eval
+    python scripts/evaluate.py --model_name_or_path real_trl.tiny --benchmarks aime24 --n 2 --max_new_tokens 32 --limit 4
 """
 
-import argparse
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from real_trl.evaluation import PAPER_PROTOCOL, Protocol, evaluate_model
+from real_trl.cli import fail, parse
+from real_trl.evaluation import (
+    BACKEND_CHOICES,
+    GRADERS,
+    PAPER_PROTOCOL,
+    Protocol,
+    check_model,
+    choose_backend,
+    evaluate_model,
+    resolve_benchmarks,
+)
 from real_trl.tables import results_table
 
+DESCRIPTION = """\
+Sample n completions per problem of the paper's benchmarks (the files shipped in real_trl/benchmarks/,
+read with no network), score them with a grader, and write every sample (<bench>.jsonl), each benchmark's
+metrics (<bench>.json: Pass@1, pass@k, lengths, the grader and the benchmark's content fingerprint), a
+summary.json and the paper's table layout (results.md) into --output_dir, one folder per model when
+several are given. The defaults are the paper's protocol. Running the same command again resumes:
+finished benchmarks are read back, half-finished ones continue where they stopped."""
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--model", action="append", required=True, help="checkpoint dir or Hub id, optionally LABEL=...; repeatable"
+
+@dataclass
+class EvaluateArguments:
+    model_name_or_path: list[str] = field(
+        metadata={
+            "help": "checkpoint folders, Hub ids or real_trl.tiny, each optionally LABEL=...; several values "
+            "evaluate several models"
+        }
     )
-    parser.add_argument(
-        "--benchmarks",
-        nargs="+",
-        default=["all"],
-        help="aime24 aime25 math500 amc23 minerva olympiad_bench, 'all', or NAME=local/file",
+    output_dir: str = field(default="outputs/eval", metadata={"help": "folder for the results"})
+    benchmarks: list[str] = field(
+        default_factory=lambda: ["all"],
+        metadata={
+            "help": "aime24 aime25 math500 amc23 minerva olympiad_bench (shipped files), 'all', a Hub copy "
+            "(aime24_hub, ...), or a local file as PATH or NAME=PATH"
+        },
     )
-    parser.add_argument("--output-dir", required=True)
-    parser.add_argument("--n", type=int, default=PAPER_PROTOCOL.n, help="samples per problem (paper: 16)")
-    parser.add_argument("--temperature", type=float, default=PAPER_PROTOCOL.temperature)
-    parser.add_argument("--top-p", type=float, default=PAPER_PROTOCOL.top_p)
-    parser.add_argument("--max-new-tokens", type=int, default=PAPER_PROTOCOL.max_new_tokens)
-    parser.add_argument("--backend", choices=["vllm", "transformers"], default="vllm")
-    parser.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per replica")
-    parser.add_argument("--data-parallel-size", type=int, default=1, help="vllm: number of replicas")
-    parser.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vllm")
-    parser.add_argument("--max-model-len", type=int, default=None, help="vllm: defaults to the model's")
-    parser.add_argument("--batch-size", type=int, default=16, help="transformers: sequences per generate call")
-    parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16, float32")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--overwrite", action="store_true", help="regenerate benchmarks that are already finished")
-    args = parser.parse_args()
+    grader: str = field(
+        default="math_verify",
+        metadata={"choices": list(GRADERS), "help": "math_verify (the training reward) or paper (the official rules)"},
+    )
+    limit: int | None = field(default=None, metadata={"help": "evaluate only the first N problems of each benchmark"})
+    n: int = field(default=PAPER_PROTOCOL.n, metadata={"help": "samples per problem"})
+    temperature: float = field(default=PAPER_PROTOCOL.temperature, metadata={"help": "sampling temperature"})
+    top_p: float = field(default=PAPER_PROTOCOL.top_p, metadata={"help": "nucleus sampling"})
+    max_new_tokens: int = field(default=PAPER_PROTOCOL.max_new_tokens, metadata={"help": "completion budget"})
+    backend: str = field(
+        default="auto",
+        metadata={"choices": list(BACKEND_CHOICES), "help": "auto: vllm when installed and a GPU is visible"},
+    )
+    tensor_parallel_size: int = field(default=1, metadata={"help": "vllm: GPUs per replica"})
+    data_parallel_size: int = field(default=1, metadata={"help": "vllm: number of replicas"})
+    gpu_memory_utilization: float = field(default=0.9, metadata={"help": "vllm"})
+    max_model_len: int | None = field(default=None, metadata={"help": "vllm: defaults to the model's"})
+    batch_size: int = field(default=16, metadata={"help": "transformers: sequences per generate call"})
+    dtype: str = field(default="auto", metadata={"help": "auto, bfloat16, float16, float32"})
+    seed: int = field(default=0, metadata={"help": "sampling seed (and real_trl.tiny's initialisation)"})
+    overwrite: bool = field(default=False, metadata={"help": "regenerate benchmarks that are already finished"})
 
-    protocol = Protocol(n=args.n, temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens)
-    if args.backend == "vllm":
-        options = dict(
-            tensor_parallel_size=args.tensor_parallel_size,
-            data_parallel_size=args.data_parallel_size,
-            gpu_memory_utilization=args.gpu_memory_utilization,
-            max_model_len=args.max_model_len,
-            dtype=args.dtype,
-            seed=args.seed,
-        )
-    else:
-        options = dict(batch_size=args.batch_size, dtype=args.dtype, seed=args.seed)
+    def __post_init__(self):
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"--limit must be >= 1, got {self.limit}")
+        self.protocol = Protocol(self.n, self.temperature, self.top_p, self.max_new_tokens)
 
-    models = [spec.split("=", 1) if "=" in spec else [Path(spec.rstrip("/")).name, spec] for spec in args.model]
+
+def backend_options(args: EvaluateArguments, backend: str) -> dict:
+    """The chosen backend's own options from the command line."""
+    if backend == "vllm":
+        return {
+            "tensor_parallel_size": args.tensor_parallel_size,
+            "data_parallel_size": args.data_parallel_size,
+            "gpu_memory_utilization": args.gpu_memory_utilization,
+            "max_model_len": args.max_model_len,
+            "dtype": args.dtype,
+            "seed": args.seed,
+        }
+    return {"batch_size": args.batch_size, "dtype": args.dtype, "seed": args.seed}
+
+
+def run(args: EvaluateArguments) -> str:
+    """Evaluate every model given and return the combined table."""
+    models = [
+        spec.split("=", 1) if "=" in spec else [Path(spec.rstrip("/")).name, spec] for spec in args.model_name_or_path
+    ]
+    for _, model in models:  # every mistake before any work
+        check_model(model)
+    resolve_benchmarks(args.benchmarks)
     summaries = {}
     for label, model in models:
+        backend, reason = choose_backend(args.backend, model)
+        print(f"{label}: {backend} backend ({reason})", file=sys.stderr, flush=True)
         out_dir = Path(args.output_dir) / label if len(models) > 1 else Path(args.output_dir)
         summaries[label] = evaluate_model(
             model,
             args.benchmarks,
             out_dir,
-            protocol,
-            backend=args.backend,
-            backend_options=options,
+            args.protocol,
+            grader=args.grader,
+            limit=args.limit,
+            backend=backend,
+            backend_options=backend_options(args, backend),
             label=label,
             overwrite=args.overwrite,
         )
     table = results_table(summaries)
     if len(models) > 1:
         (Path(args.output_dir) / "results.md").write_text(table + "\n")
-    print(table)
+    return table
+
+
+def main(argv: list[str] | None = None) -> None:
+    (args,) = parse([EvaluateArguments], DESCRIPTION, argv)
+    try:
+        print(run(args))
+    except (ValueError, FileNotFoundError) as error:  # a user's mistake: the message names the fix
+        fail(" ".join(str(error).split()))
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as error:  # bad input: the message names the fix
-        sys.exit(f"error: {error}")
+    main()

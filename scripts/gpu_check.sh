@@ -1,7 +1,8 @@
 #!/bin/bash
 # GPU check for the launch path: a few REAL and GRPO steps on a randomly initialised model with
-# DeepSeek-R1-Distill-Qwen-1.5B's shapes (151,936-token vocabulary included), bf16, gradient checkpointing,
-# transformers generation (no vLLM), COMPLETION-token completions. Prints tokens/s and peak memory for both.
+# DeepSeek-R1-Distill-Qwen-1.5B's shapes (151,936-token vocabulary included), bf16 compute (one process keeps no float32
+# copy of bf16 weights, so the launcher loads them in float32), gradient checkpointing, transformers generation
+# (no vLLM), COMPLETION-token completions. Prints tokens/s and peak memory for both.
 #
 #   scripts/gpu_check.sh                          # one GPU, about 5 minutes
 #   SHAPE=tiny scripts/gpu_check.sh               # CPU dry run of the same path with the tiny model
@@ -63,17 +64,18 @@ for LOSS in real grpo; do
         --gradient_accumulation_steps 1 --steps_per_generation 2 --max_steps "$STEPS" \
         --max_completion_length "$COMPLETION" --max_prompt_length 1024 --learning_rate 2e-6 \
         --eval_strategy no --save_strategy no --logging_steps 1 --report_to none \
-        --output_dir "$OUT/$LOSS" <<'PY'
+        --output_dir "$OUT/$LOSS" --overwrite_output_dir true <<'PY'
 import json
 import resource
 import sys
 
 import torch
 
-from real_trl.launch import parse_args, train
+from real_trl.launch import build_arguments, check_launch, train
 
 loss, argv = sys.argv[1], sys.argv[2:]
-trainer = train(*parse_args(argv))
+settings, plan = check_launch(argv)
+trainer = train(*build_arguments(settings, plan), plan)
 history = trainer.state.log_history
 runtime = next(entry["train_runtime"] for entry in reversed(history) if "train_runtime" in entry)
 tokens = max(entry.get("num_tokens", 0) for entry in history)  # prompt + completion tokens generated and trained on

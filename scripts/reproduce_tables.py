@@ -1,44 +1,53 @@
-"""Print the paper's Table 1 (1.5B) or Table 2 (7B) with our results beside it and the difference.
+"""Print the paper's Table 1 (1.5B) or Table 2 (7B) with our results beside it (see docs/evaluation.md).
 
-    python scripts/reproduce_tables.py --table 1 --result REAL=eval/real/summary.json --result GRPO=eval/grpo
-    python scripts/reproduce_tables.py --table 1 --result base=eval/base --output table1.md
-
-LABEL names the paper's row (REAL, GRPO, DAPO, GSPO, TRPA, DeepScaleR, base; case-insensitive); other
-labels (e.g. BCE) are shown as ours only. Summaries evaluated under different protocols are refused
-unless --allow-mixed-protocols, which prints them with the odd ones marked.
+python scripts/reproduce_tables.py --table 1 --results REAL=outputs/eval/REAL GRPO=outputs/eval/GRPO/summary.json
 """
 
-import argparse
-import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from real_trl.cli import fail, parse
 from real_trl.tables import comparison_table, load_summary
 
+DESCRIPTION = """\
+Put evaluation summaries (written by scripts/evaluate.py) beside the paper's Table 1 (DeepSeek-R1-Distill-
+Qwen-1.5B) or Table 2 (7B): for each LABEL=PATH the paper's row, ours and the difference. The label names
+the paper's row (REAL, GRPO, DAPO, GSPO, TRPA, DeepScaleR, base; any case); other labels (e.g. BCE) are
+shown as ours only. Results under different protocols are refused unless --allow_mixed_protocols; rows
+graded otherwise than the paper, measured on other problems than the paper's files, or on part of a
+benchmark (--limit) are flagged. The table is printed and written to --output_dir/table<N>.md."""
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--table", choices=["1", "2"], required=True, help="1: DeepSeek-R1-Distill-Qwen-1.5B, 2: -7B")
-    parser.add_argument(
-        "--result", action="append", required=True, metavar="LABEL=PATH", help="summary.json or its folder; repeatable"
-    )
-    parser.add_argument("--allow-mixed-protocols", action="store_true")
-    parser.add_argument("--output", help="also write the markdown table here")
-    args = parser.parse_args()
 
+@dataclass
+class TablesArguments:
+    table: str = field(metadata={"choices": ["1", "2"], "help": "1: DeepSeek-R1-Distill-Qwen-1.5B, 2: -7B"})
+    results: list[str] = field(metadata={"help": "LABEL=PATH of a summary.json or its folder; several values"})
+    output_dir: str = field(default="outputs/tables", metadata={"help": "folder for table<N>.md"})
+    allow_mixed_protocols: bool = field(default=False, metadata={"help": "print results of different protocols"})
+
+
+def run(args: TablesArguments) -> str:
+    """The comparison table, also written to output_dir."""
     results = {}
-    for spec in args.result:
-        if "=" not in spec:
-            parser.error(f"--result {spec!r}: write LABEL=PATH, e.g. REAL=eval/real/summary.json")
-        label, path = spec.split("=", 1)
+    for spec in args.results:
+        label, sep, path = spec.partition("=")
+        if not sep or not label:
+            raise ValueError(f"--results {spec!r}: write LABEL=PATH, e.g. REAL=outputs/eval/REAL/summary.json")
         results[label] = load_summary(path)
     table = comparison_table(args.table, results, allow_mixed=args.allow_mixed_protocols)
-    if args.output:
-        Path(args.output).write_text(table + "\n")
-    print(table)
+    output = Path(args.output_dir) / f"table{args.table}.md"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(table + "\n")
+    return table
+
+
+def main(argv: list[str] | None = None) -> None:
+    (args,) = parse([TablesArguments], DESCRIPTION, argv)
+    try:
+        print(run(args))
+    except (ValueError, FileNotFoundError) as error:  # a user's mistake: the message names the fix
+        fail(" ".join(str(error).split()))
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as error:  # bad input: the message names the fix
-        sys.exit(f"error: {error}")
+    main()

@@ -1,6 +1,7 @@
 """Train with any recipe: `accelerate launch --config_file CONFIG scripts/train.py --config RECIPE [--field value ...]`.
 
-All logic lives in real_trl.launch; `python scripts/train.py --help` lists every field.
+The logic lives in real_trl.launch; `python scripts/train.py --help` lists every field, and
+`python scripts/train.py --config RECIPE --dry_run` prints the run's plan without loading anything.
 """
 
 from real_trl.launch import main

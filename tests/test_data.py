@@ -1,7 +1,10 @@
-"""Dataset registry and loaders: plain and verl layouts, stored string forms, filtering, bad input."""
+"""Dataset registry and loaders: plain and verl layouts, stored string forms, filtering, bad input,
+the shipped benchmark files and their fingerprints, the toy set."""
 
+import hashlib
 import json
 import logging
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -10,13 +13,19 @@ import pytest
 
 from real_trl import data
 from real_trl.data import (
+    BENCHMARK_DIR,
+    DATASET_NAMES,
     EVAL_BENCHMARKS,
+    INSTRUCTION,
     PROMPT_SUFFIX,
     REGISTRY,
     TRAIN_DATASETS,
+    benchmark_name,
+    content_fingerprint,
     decode,
     load_named_dataset,
     make_prompt,
+    shipped_benchmarks,
 )
 
 PROBLEM = "What is $1+1$?"
@@ -32,6 +41,12 @@ def test_registry_and_prompt():
     assert TRAIN_DATASETS == ("deepscaler", "dapo17k")
     assert EVAL_BENCHMARKS == ("aime24", "aime25", "math500", "amc23", "minerva", "olympiad_bench")
     assert set(REGISTRY) == set(TRAIN_DATASETS + EVAL_BENCHMARKS)
+    assert set(DATASET_NAMES) == set(TRAIN_DATASETS + EVAL_BENCHMARKS) | {n + "_hub" for n in EVAL_BENCHMARKS} | {"toy"}
+    assert (benchmark_name("aime24_hub"), benchmark_name("aime24"), benchmark_name("mine_hub")) == (
+        "aime24",
+        "aime24",
+        "mine_hub",
+    )
     assert REGISTRY["deepscaler"].hub_id == "agentica-org/DeepScaleR-Preview-Dataset"
     assert [REGISTRY[n].rows for n in EVAL_BENCHMARKS] == [30, 30, 500, 83, 272, 675]
     assert make_prompt(PROBLEM) == [{"role": "user", "content": PROBLEM + PROMPT_SUFFIX}]
@@ -39,10 +54,13 @@ def test_registry_and_prompt():
 
 
 def test_plain_jsonl(tmp_path):
-    path = write_jsonl(tmp_path / "set.jsonl", [
-        {"problem": PROBLEM, "answer": "2", "solution": "long worked solution"},
-        {"problem": "Half of one?", "answer": "\\frac{1}{2}", "solution": "..."},
-    ])
+    path = write_jsonl(
+        tmp_path / "set.jsonl",
+        [
+            {"problem": PROBLEM, "answer": "2", "solution": "long worked solution"},
+            {"problem": "Half of one?", "answer": "\\frac{1}{2}", "solution": "..."},
+        ],
+    )
     ds = load_named_dataset("mine", path)
     assert ds.column_names == ["prompt", "answer"]
     assert ds[0] == {"prompt": make_prompt(PROBLEM), "answer": "2"}  # "answer" wins over "solution"
@@ -51,17 +69,19 @@ def test_plain_jsonl(tmp_path):
 
 @pytest.mark.parametrize("form", ["objects", "json_strings", "python_repr", "numpy_repr"])
 def test_verl_layout_in_every_stored_form(tmp_path, form):
-    reward_models = [{"ground_truth": np.array(["9.6\n", "9.60"], dtype=object), "style": "rule"},
-                     {"ground_truth": np.array(["2"], dtype=object), "style": "rule"}]
+    reward_models = [
+        {"ground_truth": np.array(["9.6\n", "9.60"], dtype=object), "style": "rule"},
+        {"ground_truth": np.array(["2"], dtype=object), "style": "rule"},
+    ]
     prompts = [np.array(VERL_PROMPT, dtype=object), np.array(VERL_PROMPT, dtype=object)]
     if form == "objects":
         rm = [{"ground_truth": r["ground_truth"].tolist(), "style": r["style"]} for r in reward_models]
         table = pa.table({"prompt": [p.tolist() for p in prompts], "reward_model": rm})
     else:
         if form == "json_strings":
-            enc = lambda v: json.dumps(decode(v))  # noqa: E731
+            enc = lambda v: json.dumps(decode(v))
         elif form == "python_repr":
-            enc = lambda v: repr(decode(v))  # noqa: E731
+            enc = lambda v: repr(decode(v))
         else:
             enc = repr  # str(pandas cell): "array([...], dtype=object)" and "{'ground_truth': array(...)}"
         table = pa.table({"prompt": [enc(p) for p in prompts], "reward_model": [enc(r) for r in reward_models]})
@@ -80,7 +100,9 @@ def test_numeric_answers_and_folder_lookup(tmp_path):
 
 
 def test_interval_answer_is_not_mistaken_for_a_list(tmp_path):
-    path = write_jsonl(tmp_path / "x.jsonl", [{"question": "q", "answer": "[1, 2]"}, {"question": "q", "answer": "[0, 1)"}])
+    path = write_jsonl(
+        tmp_path / "x.jsonl", [{"question": "q", "answer": "[1, 2]"}, {"question": "q", "answer": "[0, 1)"}]
+    )
     assert load_named_dataset("x", path)["answer"] == ["[1, 2]", "[0, 1)"]
 
 
@@ -88,7 +110,7 @@ def test_dapo_instructions_are_replaced_by_the_paper_prompt(tmp_path):
     wrapped = (
         "Solve the following math problem step by step. The last line of your response should be of the form "
         "Answer: $Answer (without quotes) where $Answer is the answer to the problem.\n\n"
-        f"{PROBLEM}\n\nRemember to put your answer on its own line after \"Answer:\"."
+        f'{PROBLEM}\n\nRemember to put your answer on its own line after "Answer:".'
     )
     (tmp_path / "train").mkdir()
     rows = [
@@ -97,8 +119,11 @@ def test_dapo_instructions_are_replaced_by_the_paper_prompt(tmp_path):
     ]
     write_jsonl(tmp_path / "train" / "dapo-math-17k.jsonl", rows[:1])
     write_jsonl(tmp_path / "plain.jsonl", rows[1:])
-    assert load_named_dataset("dapo17k", tmp_path)[0]["prompt"] == make_prompt(PROBLEM)
-    assert load_named_dataset("dapo17k", tmp_path / "plain.jsonl")[0] == {"prompt": make_prompt(PROBLEM), "answer": "2"}
+    # The official preprocessing of DAPO-17k joins the problem and the instruction with a blank line.
+    dapo_prompt = [{"role": "user", "content": PROBLEM + "\n\n" + INSTRUCTION}]
+    assert load_named_dataset("dapo17k", tmp_path)[0]["prompt"] == dapo_prompt
+    assert load_named_dataset("dapo17k", tmp_path / "plain.jsonl")[0] == {"prompt": dapo_prompt, "answer": "2"}
+    assert load_named_dataset("other", tmp_path / "plain.jsonl")[0]["prompt"] == make_prompt(PROBLEM)  # a space
 
 
 def test_json_records_and_columns(tmp_path):
@@ -153,11 +178,14 @@ def test_hub_path_is_a_thin_load_dataset_call(monkeypatch):
         return datasets.Dataset.from_list([{"question": "q", "final_answer": ["$\\frac{1}{2}$"], "id": 1}])
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    ds = data.load_named_dataset("olympiad_bench")
+    ds = data.load_named_dataset("olympiad_bench_hub")
     assert calls == [("Hothan/OlympiadBench", "OE_TO_maths_en_COMP", "train")]
     assert ds[0] == {"prompt": make_prompt("q"), "answer": ["$\\frac{1}{2}$"]}
-    data.load_named_dataset("math500", split="test[:10]")
+    data.load_named_dataset("math500_hub", split="test[:10]")
     assert calls[-1] == ("HuggingFaceH4/MATH-500", None, "test[:10]")
+    data.load_named_dataset("dapo17k")
+    assert calls[-1] == ("open-r1/DAPO-Math-17k-Processed", "all", "train")
+    assert len(data.load_named_dataset("math500")) == 500 and len(calls) == 3  # the shipped file: no Hub call
 
 
 def test_shared_data_loads(shared_data):
@@ -168,3 +196,65 @@ def test_shared_data_loads(shared_data):
     assert load_named_dataset("amc23", shared_data)[0]["answer"] == "142"
     assert load_named_dataset("minerva", shared_data)[0]["answer"] == ["9.6"]
     assert len(load_named_dataset("dapo17k", shared_data)) == REGISTRY["dapo17k"].rows
+
+
+def offline(monkeypatch):
+    """Make any Hub access fail loudly."""
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the Hub was asked for data")
+
+    monkeypatch.setattr(data.datasets, "load_dataset", no_network)
+
+
+def test_shipped_benchmarks_load_offline_and_match_their_manifest(monkeypatch):
+    offline(monkeypatch)
+    manifest = shipped_benchmarks()["benchmarks"]
+    readme = (BENCHMARK_DIR / "README.md").read_text()
+    assert list(manifest) == list(EVAL_BENCHMARKS)
+    for name, entry in manifest.items():
+        path = BENCHMARK_DIR / entry["file"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"], name
+        assert re.search(rf"\| {entry['file']} \| {entry['rows']} \| {entry['sha256']} \|", readme), name
+        ds = load_named_dataset(name)
+        assert len(ds) == entry["rows"] == REGISTRY[name].rows
+        assert content_fingerprint(ds) == entry["content_fingerprint"], name
+        assert ds[0]["prompt"][0]["content"].endswith(PROMPT_SUFFIX)
+    assert shipped_benchmarks()["license"] == "MIT"
+
+
+def test_shipped_benchmarks_are_the_shared_files(shared_data):
+    for name, entry in shipped_benchmarks()["benchmarks"].items():
+        shared = shared_data / "benchmarks" / entry["file"]
+        assert shared.read_bytes() == (BENCHMARK_DIR / entry["file"]).read_bytes(), name
+
+
+def test_content_fingerprint_ignores_the_file_format_but_not_the_content(tmp_path):
+    plain = [{"problem": PROBLEM, "answer": "2"}, {"problem": "Half of one?", "answer": 0.5}]
+    write_jsonl(tmp_path / "plain.jsonl", plain)
+    verl = [  # the verl layout with its nested columns stored as strings
+        {"prompt": json.dumps(make_prompt(PROBLEM)), "reward_model": repr({"ground_truth": "2"})},
+        {"prompt": json.dumps(make_prompt("Half of one?")), "reward_model": repr({"ground_truth": 0.5})},
+    ]
+    pq.write_table(pa.Table.from_pylist(verl), tmp_path / "verl.parquet")
+    fingerprint = content_fingerprint(load_named_dataset("x", tmp_path / "plain.jsonl"))
+    assert content_fingerprint(load_named_dataset("x", tmp_path / "verl.parquet")) == fingerprint
+    plain[1]["answer"] = 0.25
+    assert content_fingerprint(load_named_dataset("x", write_jsonl(tmp_path / "b.jsonl", plain))) != fingerprint
+    assert content_fingerprint(load_named_dataset("x", write_jsonl(tmp_path / "c.jsonl", plain[::-1]))) != (
+        content_fingerprint(load_named_dataset("x", tmp_path / "b.jsonl"))
+    )
+
+
+def test_toy_dataset_by_name(monkeypatch):
+    offline(monkeypatch)
+    toy = load_named_dataset("toy")
+    assert len(toy) == 256 and toy[:] == load_named_dataset("toy", seed=0)[:]
+    # The rows the launcher's toy set had for seed 0 (the smoke recipe's data must not change).
+    assert toy[0] == {"prompt": make_prompt("What is 26 - 50?"), "answer": "-24"}
+    assert toy[255] == {"prompt": make_prompt("What is 18 + 10?"), "answer": "28"}
+    assert load_named_dataset("toy", seed=1)["prompt"] != toy["prompt"]
+    for row in toy:
+        a, symbol, b = re.match(r"What is (\d+) ([-+*]) (\d+)\?", row["prompt"][0]["content"]).groups()
+        expected = {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b)}[symbol]
+        assert row["answer"] == str(expected)

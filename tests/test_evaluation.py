@@ -1,24 +1,42 @@
+"""Evaluation: metrics, protocol, backends (faked where they need a GPU), resumable runs, recorded grader and
+benchmark content, --limit, backend choice, model checks and the evaluate.py command line."""
+
+import importlib.machinery
 import itertools
 import json
+import os
+import subprocess
 import sys
 import types
 from fractions import Fraction
 from math import comb
+from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
-from real_trl import evaluation
+from real_trl.cli import UsageError
+from real_trl.data import EVAL_BENCHMARKS, load_named_dataset, shipped_benchmarks
 from real_trl.evaluation import (
+    Benchmark,
     Completion,
     Protocol,
+    TransformersBackend,
     average_over_benchmarks,
     benchmark_metrics,
+    build_backend,
+    check_model,
+    choose_backend,
     evaluate_benchmark,
     evaluate_model,
     gpu_groups,
     pass_at_k,
     pass_at_k_values,
+    render_prompts,
+    resolve_benchmarks,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def brute_force_pass_at_k(n, c, k):
@@ -77,10 +95,25 @@ def test_average_is_unweighted_over_benchmarks():
     assert average["benchmarks"] == ["aime24", "math500"]
 
 
-def test_protocol_validation():
-    with pytest.raises(ValueError, match="n"):
-        Protocol(n=0)
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("n", 0, r"n \(samples per problem\) must be >= 1, got 0"),
+        ("max_new_tokens", 0, "max_new_tokens must be >= 1, got 0"),
+        ("top_p", 0.0, r"top_p must be in \(0, 1\], got 0.0"),
+        ("top_p", 1.5, r"top_p must be in \(0, 1\], got 1.5"),
+        ("temperature", -0.1, "temperature must be >= 0, got -0.1"),
+    ],
+)
+def test_protocol_validation(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        Protocol(**{field: value})
+
+
+def test_protocol_round_trip():
     assert Protocol().to_dict() == {"n": 16, "temperature": 0.6, "top_p": 0.95, "max_new_tokens": 8192}
+    assert Protocol.from_dict({**Protocol(n=4).to_dict(), "other": 1}) == Protocol(n=4)
+    assert Protocol(n=2).describe() == "n=2, temperature=0.6, top_p=0.95, max_new_tokens=8192"
 
 
 class FakeBackend:
@@ -107,14 +140,20 @@ class FakeBackend:
 
 
 def toy_dataset(answers):
-    return [{"prompt": [{"role": "user", "content": f"What is {a}?"}], "answer": a} for a in answers]
+    from datasets import Dataset
+
+    return Dataset.from_list([{"prompt": [{"role": "user", "content": f"What is {a}?"}], "answer": a} for a in answers])
+
+
+ANSWER_FOUR = "<think>so</think> The answer is \\boxed{4}."
 
 
 def test_scoring_with_the_training_reward_and_resume(tmp_path):
     protocol = Protocol(n=2, max_new_tokens=8)
-    backend = FakeBackend(["<think>so</think> The answer is \\boxed{4}.", "no answer"])
+    backend = FakeBackend([ANSWER_FOUR, "no answer"])
     dataset = toy_dataset(["4", "5", "4"])
-    metrics = evaluate_benchmark(backend, "amc23", dataset, protocol, tmp_path)
+    record = evaluate_benchmark(backend, "amc23", dataset, protocol, tmp_path)
+    metrics = record["metrics"]
     assert backend.calls == [2, 1]  # problems_per_call=2: results saved after each call
     saved = [json.loads(line) for line in (tmp_path / "amc23.jsonl").read_text().splitlines()]
     assert [(r["problem_index"], r["sample_index"], r["extracted_answer"], r["score"]) for r in saved] == [
@@ -127,26 +166,80 @@ def test_scoring_with_the_training_reward_and_resume(tmp_path):
     ]
     assert saved[0]["prompt"].startswith("<|im_start|>user\nWhat is 4?") and saved[0]["truncated"] is True
     assert metrics["pass@1"] == pytest.approx(2 / 6) and metrics["truncated_share"] == 0.5
+    assert record["grader"] == saved[0]["grader"] == "math_verify"
+    assert record["content"]["problems"] == 3
 
     # Finished: read back, nothing generated.
-    assert evaluate_benchmark(backend, "amc23", dataset, protocol, tmp_path) == metrics
+    assert evaluate_benchmark(backend, "amc23", dataset, protocol, tmp_path) == record
     assert backend.calls == [2, 1]
 
     # Interrupted mid-way (metrics not written, last problem's rows half there): only that problem is redone.
     (tmp_path / "amc23.json").unlink()
     lines = (tmp_path / "amc23.jsonl").read_text().splitlines()
     (tmp_path / "amc23.jsonl").write_text("\n".join(lines[:5]) + "\n" + lines[5][:20])
-    assert evaluate_benchmark(backend, "amc23", dataset, protocol, tmp_path) == metrics
+    assert evaluate_benchmark(backend, "amc23", dataset, protocol, tmp_path)["metrics"] == metrics
     assert backend.calls == [2, 1, 1]
     assert len((tmp_path / "amc23.jsonl").read_text().splitlines()) == 6
 
-    # Another protocol in the same folder is refused, with the fix named.
-    with pytest.raises(ValueError, match="--overwrite"):
-        evaluate_benchmark(backend, "amc23", dataset, Protocol(n=1, max_new_tokens=8), tmp_path)
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"protocol": Protocol(n=1, max_new_tokens=8)}, "protocol="),
+        ({"grader": "paper"}, "grader=math_verify"),
+        ({"dataset": toy_dataset(["4", "5", "6"])}, "content_fingerprint="),
+    ],
+)
+@pytest.mark.parametrize("finished", [True, False])
+def test_results_of_another_run_are_refused(tmp_path, change, message, finished):
+    run = {"protocol": Protocol(n=2, max_new_tokens=8), "dataset": toy_dataset(["4", "5", "4"])}
+    evaluate_benchmark(FakeBackend([ANSWER_FOUR, "x"]), "amc23", run["dataset"], run["protocol"], tmp_path)
+    if not finished:  # only the samples file: the check must hold when resuming too
+        (tmp_path / "amc23.json").unlink()
+    run.update(change)
+    grader = run.pop("grader", "math_verify")
+    with pytest.raises(UsageError, match=f"{message}.*pass --overwrite"):
+        evaluate_benchmark(FakeBackend([]), "amc23", run["dataset"], run["protocol"], tmp_path, grader=grader)
+    redone = evaluate_benchmark(
+        FakeBackend([ANSWER_FOUR] * 2),
+        "amc23",
+        run["dataset"],
+        run["protocol"],
+        tmp_path,
+        grader=grader,
+        overwrite=True,
+    )
+    assert redone["grader"] == grader
+
+
+def test_limit_evaluates_the_first_problems_and_extends_later(tmp_path):
+    protocol = Protocol(n=1, max_new_tokens=8)
+    backend = FakeBackend([ANSWER_FOUR])
+    dataset = toy_dataset(["4", "5", "4", "4", "1"])
+    first = evaluate_benchmark(backend, "amc23", dataset, protocol, tmp_path, limit=3)
+    assert first["metrics"]["num_problems"] == 3 and first["content"]["problems"] == 5
+    assert first["metrics"]["pass@1"] == pytest.approx(2 / 3)
+    assert backend.calls == [2, 1]
+    full = evaluate_benchmark(backend, "amc23", dataset, protocol, tmp_path)
+    assert backend.calls == [2, 1, 2]  # only problems 3 and 4 are new
+    assert full["metrics"]["num_problems"] == 5 and full["metrics"]["pass@1"] == pytest.approx(3 / 5)
+    assert full["content"]["fingerprint"] == first["content"]["fingerprint"]  # of the whole benchmark
+
+
+def test_both_graders_score_and_extract(tmp_path):
+    # The paper grader takes the answer after the first </think>; math_verify after the last one.
+    texts = ["<think>a</think> \\boxed{4} </think> \\boxed{5}"]
+    for grader, expected in (("math_verify", ("5", 0.0)), ("paper", ("4", 1.0))):
+        record = evaluate_benchmark(
+            FakeBackend(texts), "x", toy_dataset(["4"]), Protocol(n=1), tmp_path / grader, grader=grader
+        )
+        row = json.loads((tmp_path / grader / "x.jsonl").read_text())
+        assert (row["extracted_answer"], row["score"]) == expected, grader
+        assert record["grader"] == row["grader"] == grader
 
 
 class FakeLLM:
-    instances = []
+    instances: ClassVar[list] = []
 
     def __init__(self, **kwargs):
         self.kwargs = kwargs
@@ -172,9 +265,17 @@ class FakeSamplingParams:
         self.kwargs = kwargs
 
 
+def fake_vllm(monkeypatch):
+    """An importable `vllm` module with a fake LLM, so the backend's plumbing runs without a GPU."""
+    module = types.ModuleType("vllm")
+    module.__spec__ = importlib.machinery.ModuleSpec("vllm", None)
+    module.LLM, module.SamplingParams = FakeLLM, FakeSamplingParams
+    monkeypatch.setitem(sys.modules, "vllm", module)
+
+
 def test_vllm_backend_plumbing(tiny_model_dir, monkeypatch):
-    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=FakeLLM, SamplingParams=FakeSamplingParams))
-    backend = evaluation.build_backend(
+    fake_vllm(monkeypatch)
+    backend = build_backend(
         "vllm", str(tiny_model_dir), tensor_parallel_size=2, gpu_memory_utilization=0.5, max_model_len=4096, seed=7
     )
     samples = backend.generate([[5, 6], [7]], Protocol(n=2, temperature=0.6, top_p=0.95, max_new_tokens=100))
@@ -192,21 +293,41 @@ def test_vllm_backend_plumbing(tiny_model_dir, monkeypatch):
     assert prompts == [{"prompt_token_ids": [5, 6]}, {"prompt_token_ids": [7]}]  # ids: no second BOS
     assert params.kwargs == {"n": 2, "temperature": 0.6, "top_p": 0.95, "max_tokens": 100}
     assert [(c.num_tokens, c.truncated) for c in samples[1]] == [(3, False), (3, True)]
+    with pytest.raises(UsageError, match="use --backend transformers"):
+        build_backend("vllm", "real_trl.tiny")
 
 
 def test_data_parallel_gpu_assignment(tiny_model_dir, monkeypatch):
     assert gpu_groups(2, 2, ["0", "1", "2", "3"]) == ["0,1", "2,3"]
     assert gpu_groups(4, 1, ["4", "5", "6", "7"]) == ["4", "5", "6", "7"]
-    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=FakeLLM, SamplingParams=FakeSamplingParams))
+    fake_vllm(monkeypatch)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2")
-    with pytest.raises(ValueError, match="needs 4 GPUs but 3 are visible"):
-        evaluation.build_backend("vllm", str(tiny_model_dir), tensor_parallel_size=2, data_parallel_size=2)
+    with pytest.raises(UsageError, match="needs 4 GPUs but 3 are visible"):
+        build_backend("vllm", str(tiny_model_dir), tensor_parallel_size=2, data_parallel_size=2)
+
+
+def test_backend_choice(monkeypatch):
+    import torch
+
+    assert choose_backend("transformers", "m/x") == ("transformers", "as asked")
+    assert choose_backend("auto", "real_trl.tiny")[0] == "transformers"
+    monkeypatch.setitem(sys.modules, "vllm", None)  # not installed
+    assert choose_backend("auto", "m/x") == ("transformers", "vLLM is not installed")
+    fake_vllm(monkeypatch)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert choose_backend("auto", "m/x") == ("transformers", "no GPU is visible")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert choose_backend("auto", "m/x")[0] == "vllm"
+    with pytest.raises(UsageError, match="unknown backend 'sglang'"):
+        choose_backend("sglang", "m/x")
+    with pytest.raises(UsageError, match="unknown backend"):
+        build_backend("sglang", "x")
 
 
 def test_transformers_backend_padding_and_lengths(tiny_model_dir, monkeypatch):
     import torch
 
-    backend = evaluation.build_backend("transformers", str(tiny_model_dir), batch_size=4)
+    backend = build_backend("transformers", str(tiny_model_dir), batch_size=4)
     eos, pad = backend.tokenizer.eos_token_id, backend.tokenizer.pad_token_id
     seen = {}
 
@@ -224,33 +345,48 @@ def test_transformers_backend_padding_and_lengths(tiny_model_dir, monkeypatch):
     assert samples[0][0].text == backend.tokenizer.decode([40])
 
 
+def test_model_checks_fail_fast_with_one_line(tmp_path, tiny_model_dir):
+    for missing in (str(tmp_path / "no-such-checkpoint"), "./ckpt", "a/b/c"):
+        with pytest.raises(UsageError, match="does not exist"):
+            check_model(missing)
+    check_model("real_trl.tiny")
+    check_model(str(tiny_model_dir))
+    # The tests run with HF_HUB_OFFLINE=1 (conftest): a Hub id must be in the cache, and no request is made.
+    with pytest.raises(UsageError, match="not in the local Hugging Face cache and HF_HUB_OFFLINE is set"):
+        check_model("nobody/no-such-model")
+
+
 def test_bad_inputs(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(UsageError, match="does not exist"):
         evaluate_model(str(tmp_path / "no-such-checkpoint"), ["aime24"], tmp_path / "out")
-    with pytest.raises(ValueError, match="Unknown benchmark 'aime2024'"):
-        evaluation.resolve_benchmarks(["aime2024"])
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        evaluation.resolve_benchmarks([f"aime24={tmp_path / 'missing.parquet'}"])
-    with pytest.raises(ValueError, match="Unknown backend"):
-        evaluation.build_backend("sglang", "x")
+    with pytest.raises(UsageError, match="unknown grader 'deepscaler'"):
+        evaluate_model("real_trl.tiny", ["aime24"], tmp_path / "out", grader="deepscaler")
+    with pytest.raises(UsageError, match="unknown benchmark 'aime2024'.*aime24_hub"):
+        resolve_benchmarks(["aime2024"])
+    with pytest.raises(UsageError, match="does not exist"):
+        resolve_benchmarks([f"aime24={tmp_path / 'missing.parquet'}"])
+    with pytest.raises(UsageError, match="asked for twice"):
+        resolve_benchmarks(["aime24", "aime24_hub"])
 
 
 def write_local_benchmark(path):
     problems = [("What is 2+2?", "4"), ("What is 3*3?", "9"), ("What is 10-7?", "3")]
     with open(path, "w") as f:
-        for problem, answer in problems:
-            f.write(json.dumps({"problem": problem, "answer": answer}) + "\n")
+        f.writelines(json.dumps({"problem": problem, "answer": answer}) + "\n" for problem, answer in problems)
     return path
 
 
 def test_benchmark_specs(tmp_path):
     local = write_local_benchmark(tmp_path / "my-bench.jsonl")
-    assert evaluation.resolve_benchmarks(["all"])[-1] == ("olympiad_bench", None)
-    assert evaluation.resolve_benchmarks(["math500", f"amc23={local}", str(local)]) == [
-        ("math500", None),
-        ("amc23", str(local)),
-        ("my-bench", str(local)),
+    assert resolve_benchmarks(["all"]) == [Benchmark(name, name) for name in EVAL_BENCHMARKS]
+    assert resolve_benchmarks(["math500", "aime24_hub", f"amc23={local}", str(local)]) == [
+        Benchmark("math500", "math500"),
+        Benchmark("aime24", "aime24_hub"),
+        Benchmark("amc23", "amc23", str(local)),
+        Benchmark("my-bench", "my-bench", str(local)),
     ]
+    assert Benchmark("math500", "math500").source == "shipped: benchmarks/math500.parquet"
+    assert Benchmark("aime24", "aime24_hub").source == "hub: HuggingFaceH4/aime_2024"
 
 
 def test_end_to_end_on_cpu(tiny_model_dir, tmp_path, monkeypatch):
@@ -269,8 +405,11 @@ def test_end_to_end_on_cpu(tiny_model_dir, tmp_path, monkeypatch):
         assert 1 <= row["num_tokens"] <= 16
         assert row["num_tokens"] == 16 or not row["truncated"]
         assert "Let's think step by step" in row["prompt"]  # the training prompt, under the chat template
-    assert summary["protocol"] == protocol.to_dict()
+    assert summary["protocol"] == protocol.to_dict() and summary["grader"] == "math_verify"
     assert summary["benchmarks"]["aime24"]["num_samples"] == 6
+    content = summary["benchmark_content"]["aime24"]
+    assert content["source"] == str(bench) and content["problems"] == 3
+    assert content["fingerprint"] != shipped_benchmarks()["benchmarks"]["aime24"]["content_fingerprint"]
     assert summary["average"]["pass@1"] == summary["benchmarks"]["aime24"]["pass@1"]
     assert json.loads((out / "summary.json").read_text()) == summary
     assert (out / "results.csv").read_text().splitlines()[0].startswith("benchmark,num_problems,num_samples")
@@ -280,11 +419,93 @@ def test_end_to_end_on_cpu(tiny_model_dir, tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a finished benchmark was regenerated")
 
-    monkeypatch.setattr(evaluation.TransformersBackend, "__init__", refuse)
+    monkeypatch.setattr(TransformersBackend, "__init__", refuse)
     again = evaluate_model(
         str(tiny_model_dir), [f"aime24={bench}"], out, protocol, backend="transformers", backend_options=options
     )
     assert again["benchmarks"] == summary["benchmarks"]
+
+
+def test_tiny_model_on_a_shipped_benchmark_offline(tmp_path, monkeypatch):
+    import datasets
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the Hub was asked for data")
+
+    monkeypatch.setattr(datasets, "load_dataset", no_network)
+    summary = evaluate_model(
+        "real_trl.tiny", ["math500"], tmp_path, Protocol(n=1, max_new_tokens=4), limit=2, grader="paper"
+    )
+    assert summary["backend"] == "transformers" and summary["limit"] == 2
+    assert summary["benchmarks"]["math500"]["num_problems"] == 2
+    paper = shipped_benchmarks()["benchmarks"]["math500"]
+    assert summary["benchmark_content"]["math500"]["fingerprint"] == paper["content_fingerprint"]
+    assert summary["benchmark_content"]["math500"]["problems"] == 500
+    assert (
+        "0.000 (2/500)" in (tmp_path / "results.md").read_text() or "(2/500)" in (tmp_path / "results.md").read_text()
+    )
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model_name_or_path", "./no-such-checkpoint"], "model path ./no-such-checkpoint does not exist"),
+        (["--model_name_or_path", "real_trl.tiny", "--n", "0"], "n (samples per problem) must be >= 1, got 0"),
+        (["--model_name_or_path", "real_trl.tiny", "--benchmarks", "aime2024"], "unknown benchmark 'aime2024'"),
+        (["--model_name_or_path", "real_trl.tiny", "--grader", "exact"], "invalid choice: 'exact'"),
+    ],
+)
+def test_cli_mistakes_are_one_line_with_exit_code_2(args, message, tmp_path):
+    result = run_script(*args, "--output_dir", str(tmp_path))
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+def test_cli_help_builds_without_torch():
+    code = (
+        "import sys; sys.path.insert(0, 'scripts'); import evaluate; from real_trl.cli import make_parser; "
+        "make_parser([evaluate.EvaluateArguments], evaluate.DESCRIPTION).format_help(); "
+        "print(sorted(m for m in ('torch', 'vllm') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_cli_runs_the_tiny_model(tmp_path):
+    result = run_script(
+        "--model_name_or_path",
+        "real_trl.tiny",
+        "--benchmarks",
+        "aime24",
+        "--n",
+        "1",
+        "--max_new_tokens",
+        "4",
+        "--limit",
+        "2",
+        "--output_dir",
+        str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "real_trl.tiny: transformers backend (real_trl.tiny is built in memory)" in result.stderr
+    assert "| real_trl.tiny | 0.000 (2/30) | – |" in result.stdout
+    assert json.loads((tmp_path / "summary.json").read_text())["limit"] == 2
 
 
 class Oracle(FakeBackend):
@@ -292,7 +513,7 @@ class Oracle(FakeBackend):
 
     def __init__(self, dataset, wrong=False):
         super().__init__([])
-        ids = evaluation.render_prompts(self.tokenizer, dataset["prompt"])
+        ids = render_prompts(self.tokenizer, dataset["prompt"])
         self.answers = {tuple(i): a for i, a in zip(ids, dataset["answer"])}
         self.wrong = wrong
 
@@ -308,14 +529,16 @@ class Oracle(FakeBackend):
         return out
 
 
-def test_real_benchmarks_score_their_own_references(shared_data, tmp_path):
-    # The loader, the prompt rendering and the training reward agree on real rows: a model answering
+@pytest.mark.parametrize("grader", ["math_verify", "paper"])
+def test_shipped_benchmarks_score_their_own_references(tmp_path, grader):
+    # The loader, the prompt rendering and both graders agree on the paper's rows: a model answering
     # every reference scores 1, one answering nonsense scores 0 (first 15 problems of each benchmark).
-    from real_trl.data import EVAL_BENCHMARKS, load_named_dataset
-
     for name in EVAL_BENCHMARKS:
-        dataset = load_named_dataset(name, shared_data / "benchmarks")
-        dataset = dataset.select(range(15))
-        right = evaluate_benchmark(Oracle(dataset), name, dataset, Protocol(n=1), tmp_path / "right")
-        wrong = evaluate_benchmark(Oracle(dataset, wrong=True), name, dataset, Protocol(n=1), tmp_path / "wrong")
-        assert (right["pass@1"], wrong["pass@1"]) == (1.0, 0.0), name
+        dataset = load_named_dataset(name)
+        right = evaluate_benchmark(
+            Oracle(dataset), name, dataset, Protocol(n=1), tmp_path / "right", limit=15, grader=grader
+        )
+        wrong = evaluate_benchmark(
+            Oracle(dataset, wrong=True), name, dataset, Protocol(n=1), tmp_path / "wrong", limit=15, grader=grader
+        )
+        assert (right["metrics"]["pass@1"], wrong["metrics"]["pass@1"]) == (1.0, 0.0), name

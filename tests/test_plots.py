@@ -1,13 +1,24 @@
+import itertools
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+import real_trl.plots
 from real_trl.losses import real_gradient_weights
-from real_trl.plots import gradient_magnitudes, load_log_history, plot_gradient_magnitudes, plot_training_dynamics
+from real_trl.plots import (
+    accuracy_reward_name,
+    gradient_magnitudes,
+    load_log_history,
+    plot_gradient_magnitudes,
+    plot_training_dynamics,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +29,8 @@ def curves():
 def test_real_gradients_are_bounded_and_monotone(curves):
     pos, neg = curves["real_positive"], curves["real_negative"]
     assert max(pos + neg) < 1 / 0.5
-    assert all(a > b for a, b in zip(pos, pos[1:]))  # a positive that already rose gets less weight
-    assert all(a < b for a, b in zip(neg, neg[1:]))  # a negative that rose gets more
+    assert all(a > b for a, b in itertools.pairwise(pos))  # a positive that already rose gets less weight
+    assert all(a < b for a, b in itertools.pairwise(neg))  # a negative that rose gets more
     # Autograd through real_loss agrees with the closed-form weight W for a group {sample, sibling at s=0}.
     s = torch.tensor(curves["s"], dtype=torch.float64)
     for label, values in ((1, pos), (0, neg)):
@@ -56,31 +67,70 @@ def test_gradient_figure_written(tmp_path):
     assert data["panels"][1]["series"]["REAL (tau=0.5)"] == data["real_negative"]
 
 
-def write_run(directory, eval_key, entropy):
+def write_run(directory, accuracy=0.2, eval_steps=(1, 3), reward_names=("math_reward", "think_format_reward")):
+    """A trainer_state.json as TRL writes it: per-function rewards next to their weighted sum."""
     history = []
     for step in (1, 2, 3):
-        history.append({"step": step, "entropy": entropy * step, "reward": 0.1 * step, "groups/solve_all": 0.05 * step})
-        if step != 2:
-            history.append({"step": step, eval_key: 0.2 * step})
+        entry = {"step": step, "entropy": 0.25 * step, "reward": 0.1 * step + 1.0, "groups/solve_all": 0.05 * step}
+        entry.update({f"rewards/{name}/mean": 0.1 * step for name in reward_names})
+        history.append(entry)
+        if step in eval_steps:
+            evaluation = {"step": step, "eval_reward": accuracy * step + 0.375}  # the sum counts the format reward
+            evaluation.update({f"eval_rewards/{name}/mean": accuracy * step for name in reward_names})
+            history.append(evaluation)
     directory.mkdir(parents=True)
     (directory / "trainer_state.json").write_text(json.dumps({"log_history": history}))
     return directory
 
 
-def test_training_dynamics(tmp_path):
-    real = write_run(tmp_path / "real" / "checkpoint-3", "eval_reward", 0.25).parent
+def test_training_dynamics_plot_the_accuracy_reward_not_the_sum(tmp_path):
+    real = write_run(tmp_path / "real" / "checkpoint-3").parent
     (tmp_path / "real" / "checkpoint-1").mkdir()  # older, without a state: the latest one is read
-    grpo = write_run(tmp_path / "grpo", "eval_rewards/math_reward/mean", 0.1)
+    grpo = write_run(tmp_path / "grpo", accuracy=0.1, eval_steps=(3,))
     out = tmp_path / "fig4.png"
     data = plot_training_dynamics({"REAL": real, "GRPO": grpo / "trainer_state.json"}, out)
     assert out.stat().st_size > 1000
     panels = {p["title"]: p for p in data["panels"]}
-    assert list(panels) == ["Entropy", "Validation Pass@1", "Training reward", "Solve-all ratio"]
+    assert list(panels) == ["Entropy", "Validation accuracy", "Training accuracy", "Solve-all ratio"]
     assert panels["Entropy"]["series"]["REAL"] == ([1, 2, 3], [0.25, 0.5, 0.75])
-    assert panels["Validation Pass@1"]["series"]["REAL"] == ([1, 3], [0.2, pytest.approx(0.6)])
-    assert panels["Validation Pass@1"]["series"]["GRPO"] == ([1, 3], [0.2, pytest.approx(0.6)])
+    validation = panels["Validation accuracy"]
+    assert validation["ylabel"] == "eval_rewards/math_reward/mean"
+    assert validation["series"]["REAL"] == ([1, 3], [0.2, pytest.approx(0.6)])
+    assert validation["series"]["GRPO"] == ([3], [pytest.approx(0.3)])  # a single evaluation is still drawn
+    assert panels["Training accuracy"]["series"]["GRPO"][1] == pytest.approx([0.1, 0.2, 0.3])
     assert panels["Solve-all ratio"]["series"]["GRPO"][1] == pytest.approx([0.05, 0.1, 0.15])
     assert all(p["xlabel"] == "step" for p in panels.values())
+
+
+def test_identical_runs_stay_distinguishable_with_marked_points_and_integer_steps(tmp_path, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(real_trl.plots, "_save", lambda figure, output: drawn.append(figure))
+    run = write_run(tmp_path / "run", eval_steps=(2,))
+    plot_training_dynamics({"first": run, "second": run}, tmp_path / "x.png")
+    validation = drawn[0].axes[1]
+    first, second = validation.get_lines()
+    assert first.get_xydata().tolist() == second.get_xydata().tolist() == [[2.0, 0.4]]
+    assert first.get_linestyle() != second.get_linestyle() and first.get_marker() != second.get_marker()
+    assert first.get_marker() not in (None, "None", "")
+    ticks = drawn[0].axes[0].get_xticks()
+    assert all(float(t).is_integer() for t in ticks)
+
+
+def test_accuracy_reward_is_chosen_by_name():
+    history = [{"step": 1, "rewards/math_reward_strict/mean": 1.0, "rewards/math_reward/mean": 0.5}]
+    history.append({"step": 1, "eval_rewards/accuracy_reward/mean": 0.3, "eval_rewards/math_reward/std": 0.1})
+    assert accuracy_reward_name(history) == "math_reward"
+    assert accuracy_reward_name(history, "accuracy") == "accuracy_reward"
+    assert accuracy_reward_name(history, "length") is None
+
+
+def test_a_run_without_the_accuracy_reward_says_so(tmp_path):
+    run = write_run(tmp_path / "run", reward_names=("digit_reward",))
+    data = plot_training_dynamics({"run": run}, tmp_path / "x.png")
+    validation = data["panels"][1]
+    assert validation["series"] == {} and validation["ylabel"] == "eval_rewards/math_reward/mean"
+    data = plot_training_dynamics({"run": run}, tmp_path / "y.png", accuracy_reward="digit")
+    assert data["panels"][1]["series"]["run"][0] == [1, 3]
 
 
 def test_missing_runs(tmp_path):
@@ -90,11 +140,50 @@ def test_missing_runs(tmp_path):
         plot_training_dynamics({}, tmp_path / "x.png")
 
 
-def test_plot_script(tmp_path, monkeypatch):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+@pytest.fixture
+def plot_script(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
     import plot_training
 
-    run = write_run(tmp_path / "run", "eval_reward", 0.2)
-    monkeypatch.setattr(sys, "argv", ["x", "--run", f"REAL={run}", "--output", str(tmp_path / "a.png")])
-    plot_training.main()
-    assert (tmp_path / "a.png").stat().st_size > 1000
+    return plot_training
+
+
+def test_plot_script(tmp_path, plot_script):
+    run = write_run(tmp_path / "run")
+    plot_script.main(["--runs", f"REAL={run}", str(run), "--output_dir", str(tmp_path / "figures")])
+    assert (tmp_path / "figures" / "training_dynamics.png").stat().st_size > 1000
+    assert plot_script.PlotArguments(gradients=True).output_dir == "outputs/figures"  # git-ignored
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "error: nothing to draw: pass --runs LABEL=PATH ... and/or --gradients"),
+        (["--runs", "a/run", "b/run"], "error: two runs are labelled 'run'; name each one with LABEL=PATH"),
+        (["--runs", "REAL=/nonexistent"], "error: /nonexistent does not exist; pass a run's output directory"),
+        (["--gradients", "--tau", "half"], "error: argument --tau: invalid float value: 'half'"),
+    ],
+)
+def test_plot_script_mistakes_are_one_line_and_exit_2(plot_script, argv, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        plot_script.main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1
+
+
+def test_plot_script_help_loads_no_torch():
+    # real_trl/__init__ imports the trainer; stand in an empty package so only what the script imports counts.
+    probe = (
+        "import runpy, sys, types\n"
+        f"package = types.ModuleType('real_trl'); package.__path__ = [{str(ROOT / 'real_trl')!r}]\n"
+        "sys.modules['real_trl'] = package\n"
+        "sys.argv = ['plot_training.py', '--help']\n"
+        "try:\n"
+        f"    runpy.run_path({str(ROOT / 'scripts' / 'plot_training.py')!r}, run_name='__main__')\n"
+        "except SystemExit as stop:\n"
+        "    print('exit', stop.code, 'torch' in sys.modules, 'matplotlib' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], check=False, capture_output=True, text=True, timeout=120)
+    assert "--accuracy_reward" in done.stdout
+    assert done.stdout.strip().endswith("exit 0 False False"), done.stderr[-2000:]

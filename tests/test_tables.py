@@ -1,16 +1,32 @@
+"""The paper's tables beside ours: layout, order, and every flag (protocol, grader, content, partial, size)."""
+
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from real_trl.data import shipped_benchmarks
 from real_trl.tables import PAPER_COLUMNS, comparison_table, load_summary, paper_tables, results_table
 
+ROOT = Path(__file__).resolve().parents[1]
 PAPER = {"n": 16, "temperature": 0.6, "top_p": 0.95, "max_new_tokens": 8192}
+SHIPPED = shipped_benchmarks()["benchmarks"]
 
 
-def summary(values: dict, protocol=PAPER, model="ckpt/DeepSeek-R1-Distill-Qwen-1.5B-real"):
-    return {"model": model, "protocol": dict(protocol), "benchmarks": {k: {"pass@1": v} for k, v in values.items()}}
+def summary(
+    values: dict, protocol=PAPER, model="ckpt/DeepSeek-R1-Distill-Qwen-1.5B-real", grader="paper", problems=None
+):
+    """A summary as evaluate.py writes it; by default graded and measured as the paper was (all problems)."""
+    problems = problems or {}
+    return {
+        "model": model,
+        "protocol": dict(protocol),
+        "grader": grader,
+        "benchmarks": {
+            k: {"pass@1": v, "num_problems": problems.get(k, SHIPPED[k]["rows"])} for k, v in values.items()
+        },
+        "benchmark_content": {k: {"fingerprint": SHIPPED[k]["content_fingerprint"]} for k in values},
+    }
 
 
 def paper_row(table, method):
@@ -41,8 +57,8 @@ def test_comparison_table_matches_fixture():
             "| REAL (ours) | 0.416 | 0.331 | 0.887 | 0.744 | 0.300 | 0.518 | 0.533 |",
             "| REAL: ours − paper | +0.010 | +0.010 | +0.010 | +0.010 | -0.010 | +0.010 | +0.007 |",
             "",
-            "Pass@1 = mean accuracy over samples. Paper rows marked (reported) are numbers the paper quotes from "
-            "other work.",
+            "Pass@1 = mean accuracy over samples. Paper rows marked (reported) are numbers the paper quotes from other "
+            + "work.",
         ]
     )
     assert table == expected
@@ -68,7 +84,7 @@ def test_mixed_protocols_refused_or_flagged():
         "GRPO": summary(six),
         "DAPO": summary(six, protocol=dict(PAPER, n=4)),
     }
-    with pytest.raises(ValueError, match="different protocols.*allow-mixed-protocols"):
+    with pytest.raises(ValueError, match="different protocols.*--allow_mixed_protocols"):
         comparison_table(1, results)
     table = comparison_table(1, results, allow_mixed=True)
     assert "Warning: mixed protocols" in table
@@ -85,21 +101,60 @@ def test_protocol_and_model_size_warnings():
     assert "looks like a 7B model" in table
 
 
-def test_partial_benchmarks_marked_and_no_average_difference():
+def test_missing_benchmarks_marked_and_no_average_difference():
     table = comparison_table(1, {"REAL": summary({"aime24": 0.5, "math500": 0.9})})
     ours = next(line for line in table.splitlines() if line.startswith("| REAL (ours)"))
     assert ours == "| REAL (ours) | 0.500 | – | 0.900 | – | – | – | 0.700* |"
     diff = next(line for line in table.splitlines() if line.startswith("| REAL: ours"))
     assert diff.endswith("| – |") and "+0.094" in diff
-    assert "average over the benchmarks evaluated only" in table
+    assert "average over part of the paper's problems" in table
+
+
+def test_partial_benchmark_shows_its_count_and_no_difference():
+    six = {k: 0.5 for k in PAPER_COLUMNS}
+    table = comparison_table(1, {"REAL": summary(six, problems={"math500": 10})})
+    ours = next(line for line in table.splitlines() if line.startswith("| REAL (ours)"))
+    assert ours == "| REAL (ours) | 0.500 | 0.500 | 0.500 (10/500) | 0.500 | 0.500 | 0.500 | 0.500* |"
+    diff = next(line for line in table.splitlines() if line.startswith("| REAL: ours"))
+    assert diff == "| REAL: ours − paper | +0.094 | +0.179 | – | -0.234 | +0.190 | -0.008 | – |"
+    assert "REAL covers only part of math500 (10/500 problems)" in table
+    unrecorded = summary(six)
+    del unrecorded["benchmarks"]["aime24"]["num_problems"]  # an older summary: the count is unknown
+    assert "aime24 (?/30 problems)" in comparison_table(1, {"REAL": unrecorded})
+
+
+def test_other_grader_flagged():
+    six = {k: 0.5 for k in PAPER_COLUMNS}
+    table = comparison_table(1, {"REAL": summary(six, grader="math_verify"), "GRPO": summary(six)})
+    assert "| REAL (ours) § |" in table and "| GRPO (ours) |" in table
+    assert "REAL § was graded by math_verify" in table and "--grader paper" in table
+    unrecorded = summary(six)
+    del unrecorded["grader"]
+    assert "graded by an unrecorded grader" in comparison_table(1, {"REAL": unrecorded})
+
+
+def test_other_benchmark_content_flagged():
+    six = {k: 0.5 for k in PAPER_COLUMNS}
+    hub = summary(six)
+    hub["benchmark_content"]["aime24"]["fingerprint"] = "0" * 64  # e.g. evaluated on aime24_hub
+    del hub["benchmark_content"]["minerva"]  # not recorded
+    table = comparison_table(1, {"REAL": hub})
+    assert "| REAL (ours) ‡ |" in table
+    assert "not measured on the paper's problems for aime24, minerva" in table
+    assert "‡" not in comparison_table(1, {"REAL": summary(six)})
 
 
 def test_results_table_layout():
     table = results_table({"mine": summary({k: 0.25 for k in PAPER_COLUMNS}, protocol=dict(PAPER, n=2))})
     assert "|  | AIME24 | AIME25 | MATH500 | AMC23 | Minerva | O-Bench | Avg |" in table
     assert "| mine | 0.250 | 0.250 | 0.250 | 0.250 | 0.250 | 0.250 | 0.250 |" in table
-    assert "n=2, temperature=0.6" in table
-    extra = results_table({"mine": summary({"aime24": 0.5, "my-bench": 0.125})})
+    assert "n=2, temperature=0.6" in table and "grader: paper." in table
+    extra = results_table({"mine": summary({"aime24": 0.5}, problems={"aime24": 3}) | {"grader": "math_verify"}})
+    assert "| mine | 0.500 (3/30) | – | – | – | – | – | 0.500* |" in extra
+    assert "(n/N): evaluated on the first n" in extra and "grader: math_verify." in extra
+    mine = summary({"aime24": 0.5})
+    mine["benchmarks"]["my-bench"] = {"pass@1": 0.125}
+    extra = results_table({"mine": mine})
     assert "| Avg | my-bench |" in extra
     assert "| mine | 0.500 | – | – | – | – | – | 0.500* | 0.125 |" in extra
 
@@ -115,16 +170,23 @@ def test_bad_inputs(tmp_path):
 
 
 def test_reproduce_tables_script(tmp_path, monkeypatch, capsys):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
     import reproduce_tables
 
     path = tmp_path / "real" / "summary.json"
     path.parent.mkdir()
     path.write_text(json.dumps(summary({k: 0.5 for k in PAPER_COLUMNS})))
-    monkeypatch.setattr(
-        sys, "argv", ["x", "--table", "1", "--result", f"REAL={path.parent}", "--output", str(tmp_path / "t.md")]
-    )
-    reproduce_tables.main()
+    reproduce_tables.main(["--table", "1", "--results", f"REAL={path.parent}", "--output_dir", str(tmp_path / "t")])
     printed = capsys.readouterr().out
     assert "| REAL (ours) | 0.500" in printed
-    assert (tmp_path / "t.md").read_text().strip() == printed.strip()
+    assert (tmp_path / "t" / "table1.md").read_text().strip() == printed.strip()
+    for argv, message in (
+        (["--table", "1", "--results", str(path)], "write LABEL=PATH"),
+        (["--table", "3", "--results", f"REAL={path}"], "invalid choice: '3'"),
+        (["--table", "1", "--results", f"REAL={tmp_path / 'none'}"], "run scripts/evaluate.py first"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            reproduce_tables.main([*argv, "--output_dir", str(tmp_path / "t")])
+        assert exit_info.value.code == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and error.startswith("error: ") and message in error, error

@@ -1,0 +1,84 @@
+"""Checks a run can pass before anything heavy loads: the model can be found, optional engines are installed.
+
+Each check returns a one-line problem (or None), so the launcher can report all of them together, in
+seconds: the model check asks the Hub once with a short timeout, or only the local cache when offline,
+where `from_pretrained` would spend a minute in retries and end in a long traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import os
+from pathlib import Path
+
+import huggingface_hub
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HFValidationError,
+    HTTPError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+TINY_MODEL = "real_trl.tiny"  # built in memory by real_trl.tiny: the smoke recipe needs nothing on disk or the Hub
+HUB_TIMEOUT_S = 5.0
+OFFLINE_HINT = "to work offline, download the model once (or give a local folder) and set HF_HUB_OFFLINE=1"
+
+
+def looks_local(name: str) -> bool:
+    """A path the user meant as a folder on disk, not a Hub id (`org/name` or a bare legacy `name`)."""
+    parent = Path(name).parent
+    explicit = name.startswith(("/", ".", "~")) or name.count("/") > 1 or name.endswith("/")
+    return explicit or (parent != Path(".") and parent.is_dir())
+
+
+def model_problem(name: str, revision: str = "main") -> str | None:
+    """Why the model `name` (a Hub id, a local folder or `real_trl.tiny`) cannot be loaded, or None."""
+    if name == TINY_MODEL:
+        return None
+    path = Path(name).expanduser()
+    if path.is_dir():
+        has_config = (path / "config.json").is_file() or (path / "adapter_config.json").is_file()
+        return None if has_config else f"model folder {name} has no config.json: point to a saved model's folder"
+    if looks_local(name) or path.exists():
+        return f"model path {name} does not exist"
+    if _offline():
+        if huggingface_hub.try_to_load_from_cache(name, "config.json", revision=revision) is None:
+            return (
+                f"model {name} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: download it "
+                "with network access first, or give a local folder"
+            )
+        return None
+    return _hub_problem(name, revision)
+
+
+def _offline() -> bool:
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import; a recipe's `env:` may set it later.
+    from_env = os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+    return huggingface_hub.constants.is_offline_mode() or from_env
+
+
+def _hub_problem(name: str, revision: str) -> str | None:
+    try:
+        huggingface_hub.model_info(name, revision=revision, timeout=HUB_TIMEOUT_S)
+    except (RepositoryNotFoundError, HFValidationError):
+        close = difflib.get_close_matches(name, [TINY_MODEL], n=1)
+        hint = f" (did you mean {close[0]}?)" if close else "; check the id, or give a local folder"
+        return f"no model {name} on the Hugging Face Hub{hint}"
+    except RevisionNotFoundError:
+        return f"model {name} has no revision {revision!r} on the Hugging Face Hub"
+    except GatedRepoError:
+        return f"model {name} is gated: accept its terms on the Hub and log in (`hf auth login`)"
+    except (HTTPError, OSError) as error:  # no network, DNS, refused, timeout, proxy, a Hub outage
+        if huggingface_hub.try_to_load_from_cache(name, "config.json", revision=revision) is not None:
+            return None  # cached: from_pretrained will fall back to the cache
+        return f"cannot reach the Hugging Face Hub to fetch model {name} ({type(error).__name__}); {OFFLINE_HINT}"
+    return None
+
+
+def vllm_problem(use_vllm: bool) -> str | None:
+    """use_vllm needs the vllm package, which the project installs only as an extra."""
+    if use_vllm and importlib.util.find_spec("vllm") is None:
+        return "use_vllm is true but vLLM is not installed: pip install 'real-trl[vllm]', or set use_vllm false"
+    return None
