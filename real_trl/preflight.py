@@ -7,7 +7,6 @@ where `from_pretrained` would spend a minute in retries and end in a long traceb
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import os
 from pathlib import Path
@@ -37,6 +36,8 @@ def model_problem(name: str, revision: str = "main") -> str | None:
     """Why the model `name` (a Hub id, a local folder or `real_trl.tiny`) cannot be loaded, or None."""
     if name == TINY_MODEL:
         return None
+    if name.startswith("real_trl."):  # not a Hub id either: answer without asking the Hub
+        return f"unknown built-in model {name}: the one built in is {TINY_MODEL}"
     path = Path(name).expanduser()
     if path.is_dir():
         has_config = (path / "config.json").is_file() or (path / "adapter_config.json").is_file()
@@ -63,9 +64,7 @@ def _hub_problem(name: str, revision: str) -> str | None:
     try:
         huggingface_hub.model_info(name, revision=revision, timeout=HUB_TIMEOUT_S)
     except (RepositoryNotFoundError, HFValidationError):
-        close = difflib.get_close_matches(name, [TINY_MODEL], n=1)
-        hint = f" (did you mean {close[0]}?)" if close else "; check the id, or give a local folder"
-        return f"no model {name} on the Hugging Face Hub{hint}"
+        return f"no model {name} on the Hugging Face Hub; check the id, or give a local folder"
     except RevisionNotFoundError:
         return f"model {name} has no revision {revision!r} on the Hugging Face Hub"
     except GatedRepoError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
@@ -55,8 +56,6 @@ def build_tiny_model(
 ) -> Qwen2ForCausalLM:
     """A randomly initialised Qwen2 model sized for CPU tests (~100k parameters by default), with
     its vocabulary and special tokens taken from `tokenizer` (default: `build_tiny_tokenizer()`)."""
-    import torch
-
     tokenizer = tokenizer or build_tiny_tokenizer()
     config = Qwen2Config(
         vocab_size=len(tokenizer),

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
+from helpers import parity_reward, rollout
 
 from real_trl import REALConfig, REALTrainer
 from real_trl.tiny import build_tiny_model, build_tiny_tokenizer
-
-from helpers import parity_reward, rollout
 
 
 def allow_fsdp_on_cpu():

@@ -1,9 +1,14 @@
-"""Helpers shared by several test modules: deterministic rollouts and rewards, free ports."""
+"""Helpers shared by several test modules: deterministic rollouts and rewards, R1-style completions, free ports."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import zlib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -16,6 +21,11 @@ def free_port() -> int:
 def parity_reward(completions, **kwargs) -> list[float]:
     """1.0 for completions of odd length: a reward a random tiny model gets about half the time."""
     return [float(len(c[0]["content"]) % 2) for c in completions]
+
+
+def r1(answer: str) -> str:
+    """A typical R1-distilled completion ending in a boxed `answer`."""
+    return f"<think>\nLet me work this out... so it is {answer}?\n</think>\n\nThe answer is $\\boxed{{{answer}}}$."
 
 
 def rollout(prompts, trainer) -> dict:
@@ -32,3 +42,25 @@ def rollout(prompts, trainer) -> dict:
         prompt_ids.append(tokenizer(text)["input_ids"])
         completion_ids.append([10 + (seed // 7 + 31 * t) % 200 for t in range(length)] + [tokenizer.eos_token_id])
     return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None}
+
+
+def run_help(script: str, modules: tuple[str, ...] = ("torch",)) -> tuple[int, str, dict[str, bool]]:
+    """Run `scripts/<script> --help` in a fresh interpreter; return its exit code, its output, and which of
+    `modules` it imported. `real_trl` is a bare package there, so only what the script imports counts."""
+    probe = (
+        "import runpy, sys, types\n"
+        f"package = types.ModuleType('real_trl'); package.__path__ = [{str(ROOT / 'real_trl')!r}]\n"
+        "sys.modules['real_trl'] = package\n"
+        f"sys.argv = [{script!r}, '--help']\n"
+        "try:\n"
+        f"    runpy.run_path({str(ROOT / 'scripts' / script)!r}, run_name='__main__')\n"
+        "except SystemExit as stop:\n"
+        f"    print('exit', stop.code, *[name in sys.modules for name in {list(modules)!r}])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], check=False, capture_output=True, text=True, timeout=120)
+    *_, last = done.stdout.strip().splitlines() or [""]
+    words = last.split()
+    if len(words) != 2 + len(modules) or words[0] != "exit":
+        raise AssertionError(f"{script} --help did not exit cleanly:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    code = 0 if words[1] == "None" else int(words[1])
+    return code, done.stdout, dict(zip(modules, (word == "True" for word in words[2:])))

@@ -4,10 +4,10 @@ command lines of scripts/arena.py and scripts/demo.py."""
 import json
 import random
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_help
 
 import real_trl.arena.runs
 import real_trl.arena.sft
@@ -236,17 +236,5 @@ def test_user_mistakes_are_one_line_and_exit_2(scripts, script, argv, message, c
 
 @pytest.mark.parametrize("script", ["arena.py", "demo.py"])
 def test_help_loads_no_torch(script):
-    # real_trl/__init__ imports the trainer; stand in an empty package so only what the script imports counts.
-    probe = (
-        "import runpy, sys, types\n"
-        f"package = types.ModuleType('real_trl'); package.__path__ = [{str(ROOT / 'real_trl')!r}]\n"
-        "sys.modules['real_trl'] = package\n"
-        f"sys.argv = ['{script}', '--help']\n"
-        "try:\n"
-        f"    runpy.run_path({str(ROOT / 'scripts' / script)!r}, run_name='__main__')\n"
-        "except SystemExit as stop:\n"
-        "    print('exit', stop.code, 'torch' in sys.modules)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", probe], check=False, capture_output=True, text=True, timeout=120)
-    assert "--output_dir" in done.stdout
-    assert done.stdout.strip().endswith("exit 0 False"), done.stderr[-2000:]
+    code, output, loaded = run_help(script)
+    assert code == 0 and "--output_dir" in output and not loaded["torch"]

@@ -7,7 +7,13 @@ from real_trl.config import GRPO_ONLY_SETTINGS, TRL_LOSS_TYPES
 
 
 def make(**kwargs):
-    defaults = dict(output_dir="out", per_device_train_batch_size=4, num_generations=4, report_to=[], use_cpu=True)
+    defaults = {
+        "output_dir": "out",
+        "per_device_train_batch_size": 4,
+        "num_generations": 4,
+        "report_to": [],
+        "use_cpu": True,
+    }
     return REALConfig(**{**defaults, **kwargs})
 
 
@@ -51,13 +57,20 @@ def test_bad_settings_fail_with_the_fix_named(kwargs, message):
 
 def test_trl_loss_types_keep_grpo_layout_rules():
     # GRPO's per-sample shuffle has no whole-group requirement: the REAL layout check must not apply.
-    assert make(loss_type="dapo", per_device_train_batch_size=3, num_generations=3, gradient_accumulation_steps=2).loss_type == "dapo"
+    assert (
+        make(
+            loss_type="dapo", per_device_train_batch_size=3, num_generations=3, gradient_accumulation_steps=2
+        ).loss_type
+        == "dapo"
+    )
 
 
 def test_grpo_only_settings_are_ignored_with_one_warning():
     with pytest.warns(UserWarning, match=r"ignores these GRPO-only settings: epsilon=0.3, scale_rewards='none'"):
         make(epsilon=0.3, scale_rewards="none")
-    assert {"epsilon", "delta", "importance_sampling_level", "vllm_importance_sampling_correction"} <= set(GRPO_ONLY_SETTINGS)
+    assert {"epsilon", "delta", "importance_sampling_level", "vllm_importance_sampling_correction"} <= set(
+        GRPO_ONLY_SETTINGS
+    )
     assert set(GRPO_ONLY_SETTINGS) <= {f.name for f in fields(REALConfig)}
 
 

@@ -46,7 +46,9 @@ SHARDED_CASES = ("groups_span_processes", "four_optimizer_steps_per_generation",
 
 def _spec(case, skip: bool, per_device_factor=1):
     per_device, *rest = case
-    return ",".join(str(x) for x in (per_device * per_device_factor, *rest[:5], rest[5], "skip" if skip else "noskip", *rest[6:]))
+    return ",".join(
+        str(x) for x in (per_device * per_device_factor, *rest[:5], rest[5], "skip" if skip else "noskip", *rest[6:])
+    )
 
 
 def _env():
@@ -58,12 +60,22 @@ def _env():
 
 def _run(launcher: list[str], out: Path, cases: dict, factor: int, skip: bool) -> None:
     args = [f"{name}={_spec(case, skip, factor)}" for name, case in cases.items()]
-    result = subprocess.run([*launcher, str(WORKER), str(out), *args], env=_env(), capture_output=True, text=True)
+    result = subprocess.run(
+        [*launcher, str(WORKER), str(out), *args], env=_env(), capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
 
 
 def _torchrun(nproc):
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", str(free_port())]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(nproc),
+        "--master_port",
+        str(free_port()),
+    ]
 
 
 @pytest.fixture(scope="module")

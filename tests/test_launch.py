@@ -197,11 +197,17 @@ def test_unreachable_hub_says_how_to_work_offline(monkeypatch):
     assert calls == [("org/model", preflight.HUB_TIMEOUT_S)]  # one call, with a short timeout
 
 
-def test_hub_typo_of_the_tiny_model(monkeypatch):
+def test_hub_typos_are_named(monkeypatch):
     response = httpx2.Response(404, request=httpx2.Request("GET", "https://huggingface.co/api/models/x"))
     _online(monkeypatch, RepositoryNotFoundError("not found", response=response))
-    assert preflight.model_problem("real_trl.tiny_") == (
-        "no model real_trl.tiny_ on the Hugging Face Hub (did you mean real_trl.tiny?)"
+    assert preflight.model_problem("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5") == (
+        "no model deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5 on the Hugging Face Hub; check the id, or give a local folder"
+    )
+    # a typo of the built-in model is answered without asking the Hub
+    monkeypatch.setattr(preflight.huggingface_hub, "model_info", lambda *a, **k: pytest.fail("asked the Hub"))
+    assert (
+        preflight.model_problem("real_trl.tiny_")
+        == "unknown built-in model real_trl.tiny_: the one built in is real_trl.tiny"
     )
 
 

@@ -39,7 +39,9 @@ def test_impossible_layouts_are_refused_with_the_settings_to_change():
 @pytest.mark.parametrize("accumulation_steps, processes", [(1, 1), (2, 2), (4, 3), (4, 1)])
 def test_skipping_keeps_each_optimizer_steps_groups_whole_and_balanced(accumulation_steps, processes):
     group_size, steps = 4, 8
-    plan = plan_micro_batches(num_groups=24, group_size=group_size, num_micro_batches=steps, num_processes=processes, seed=5)
+    plan = plan_micro_batches(
+        num_groups=24, group_size=group_size, num_micro_batches=steps, num_processes=processes, seed=5
+    )
     keep = torch.rand(plan.numel(), generator=torch.Generator().manual_seed(0)) < 0.6
     slots = plan_signal_micro_batches(plan, keep, group_size, accumulation_steps)
     assert len(slots) == steps and all(len(step) == processes for step in slots)

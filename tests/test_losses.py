@@ -43,7 +43,9 @@ def ref_real(scores, labels, group_ids, tau):
 def ref_product(scores, labels, group_ids, tau):
     groups = _groups(scores, labels, group_ids)
     total = sum(
-        math.log1p(math.exp(math.log(sum(math.exp(s / tau) for s in neg)) + math.log(sum(math.exp(-s / tau) for s in pos))))
+        math.log1p(
+            math.exp(math.log(sum(math.exp(s / tau) for s in neg)) + math.log(sum(math.exp(-s / tau) for s in pos)))
+        )
         for pos, neg in groups.values()
         if pos and neg
     )
@@ -130,7 +132,9 @@ def test_batches_without_signal_give_zero_with_a_gradient_path(loss, labels):
     value.backward()
     assert value.item() == 0.0
     assert scores.grad is not None and torch.equal(scores.grad, torch.zeros(4))
-    assert torch.equal(real_gradient_weights(scores.detach(), torch.tensor(labels), torch.tensor([0, 0, 1, 1]), 0.5), torch.zeros(4))
+    assert torch.equal(
+        real_gradient_weights(scores.detach(), torch.tensor(labels), torch.tensor([0, 0, 1, 1]), 0.5), torch.zeros(4)
+    )
 
 
 def test_degenerate_groups_count_in_the_denominator():
@@ -208,7 +212,10 @@ def test_passes_over_parts_of_a_batch_add_up_to_the_batch_loss(loss, seed):
     count = keep.sum() if loss is bce_loss else group_ids.unique().numel()
     denominators = torch.full_like(scores, float(count))
     parts = group_ids % 2 == 0  # two passes of whole groups, rows without signal dropped
-    total = sum(loss(scores[m & keep], labels[m & keep], group_ids[m & keep], 0.5, denominators[m & keep]) for m in (parts, ~parts))
+    total = sum(
+        loss(scores[m & keep], labels[m & keep], group_ids[m & keep], 0.5, denominators[m & keep])
+        for m in (parts, ~parts)
+    )
     assert total.item() == pytest.approx(whole.item(), rel=1e-12)
 
 

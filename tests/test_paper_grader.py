@@ -3,7 +3,7 @@
 import pytest
 import sympy
 import sympy.parsing.sympy_parser
-from test_rewards import r1
+from helpers import r1
 
 from real_trl.rewards import extract_paper_answer, make_paper_math_reward, paper_math_reward
 from real_trl.rewards.paper_grader import Unsupported, equivalent, mathd_normalise, to_sympy

@@ -1,12 +1,11 @@
 import itertools
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_help
 
 import real_trl.plots
 from real_trl.losses import real_gradient_weights
@@ -173,17 +172,5 @@ def test_plot_script_mistakes_are_one_line_and_exit_2(plot_script, argv, message
 
 
 def test_plot_script_help_loads_no_torch():
-    # real_trl/__init__ imports the trainer; stand in an empty package so only what the script imports counts.
-    probe = (
-        "import runpy, sys, types\n"
-        f"package = types.ModuleType('real_trl'); package.__path__ = [{str(ROOT / 'real_trl')!r}]\n"
-        "sys.modules['real_trl'] = package\n"
-        "sys.argv = ['plot_training.py', '--help']\n"
-        "try:\n"
-        f"    runpy.run_path({str(ROOT / 'scripts' / 'plot_training.py')!r}, run_name='__main__')\n"
-        "except SystemExit as stop:\n"
-        "    print('exit', stop.code, 'torch' in sys.modules, 'matplotlib' in sys.modules)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", probe], check=False, capture_output=True, text=True, timeout=120)
-    assert "--accuracy_reward" in done.stdout
-    assert done.stdout.strip().endswith("exit 0 False False"), done.stderr[-2000:]
+    code, output, loaded = run_help("plot_training.py", modules=("torch", "matplotlib"))
+    assert code == 0 and "--accuracy_reward" in output and not any(loaded.values())

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import sympy
+from helpers import r1
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from test_rewards import r1
 
 from real_trl.rewards import make_math_reward, make_paper_math_reward, pool
 

@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+from helpers import r1
 
 from real_trl.rewards import (
     METRICS,
@@ -21,11 +22,6 @@ from real_trl.rewards import (
 
 # In-process scoring: the comparisons are the subject here, the pool is tested in test_reward_fuzz.py.
 local_reward = make_math_reward(num_workers=0)
-
-
-def r1(answer: str) -> str:
-    """A typical R1-distilled completion ending in `answer` (test_reward_fuzz.py and test_paper_grader.py use it too)."""
-    return f"<think>\nLet me work this out... so it is {answer}?\n</think>\n\nThe answer is $\\boxed{{{answer}}}$."
 
 
 @pytest.mark.parametrize(

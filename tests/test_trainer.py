@@ -16,23 +16,23 @@ def make_trainer(tmp_path, loss_type="real", reward_funcs=(parity_reward,), mode
     tokenizer = build_tiny_tokenizer()
     built = build_tiny_model(tokenizer, seed=0)
     model = model or built
-    settings = dict(
-        output_dir=str(tmp_path),
-        loss_type=loss_type,
-        per_device_train_batch_size=4,
-        num_generations=4,
-        gradient_accumulation_steps=2,
-        steps_per_generation=4,
-        max_completion_length=12,
-        max_steps=2,
-        learning_rate=1e-2,
-        report_to=[],
-        save_strategy="no",
-        logging_steps=1,
-        use_cpu=True,
-        bf16=False,
-        disable_tqdm=True,
-    )
+    settings = {
+        "output_dir": str(tmp_path),
+        "loss_type": loss_type,
+        "per_device_train_batch_size": 4,
+        "num_generations": 4,
+        "gradient_accumulation_steps": 2,
+        "steps_per_generation": 4,
+        "max_completion_length": 12,
+        "max_steps": 2,
+        "learning_rate": 1e-2,
+        "report_to": [],
+        "save_strategy": "no",
+        "logging_steps": 1,
+        "use_cpu": True,
+        "bf16": False,
+        "disable_tqdm": True,
+    }
     settings.update(overrides)
     return REALTrainer(
         model=model,
@@ -81,7 +81,9 @@ def test_labels_follow_the_rewards(tmp_path):
     trainer = make_trainer(tmp_path, max_steps=1, skip_no_signal=False)
     trainer.train()
     for micro in trainer._buffered_inputs:
-        texts = trainer.processing_class.batch_decode(micro["completion_ids"] * micro["completion_mask"], skip_special_tokens=True)
+        texts = trainer.processing_class.batch_decode(
+            micro["completion_ids"] * micro["completion_mask"], skip_special_tokens=True
+        )
         expected = [len(t) % 2 for t in texts]
         assert micro["real_labels"].tolist() == expected
 
@@ -109,8 +111,13 @@ def test_kl_to_reference_runs(tmp_path, tiny_model_dir):
 
 def test_evaluation_during_training_reports_group_outcomes(tmp_path):
     trainer = make_trainer(
-        tmp_path, max_steps=2, eval_strategy="steps", eval_steps=2, per_device_eval_batch_size=4,
-        num_generations_eval=2, eval_dataset=dataset(4),
+        tmp_path,
+        max_steps=2,
+        eval_strategy="steps",
+        eval_steps=2,
+        per_device_eval_batch_size=4,
+        num_generations_eval=2,
+        eval_dataset=dataset(4),
     )
     trainer.train()
     evaluation = next(e for e in trainer.state.log_history if "eval_loss" in e)
@@ -144,7 +151,9 @@ def test_entropy_bonus_changes_the_update_and_is_reported(tmp_path):
 
 
 def test_adaptive_entropy_and_high_entropy_tokens_train(tmp_path):
-    trainer = make_trainer(tmp_path, max_steps=2, use_adaptive_entropy=True, entropy_target=10.0, top_entropy_quantile=0.5)
+    trainer = make_trainer(
+        tmp_path, max_steps=2, use_adaptive_entropy=True, entropy_target=10.0, top_entropy_quantile=0.5
+    )
     before = [p.detach().clone() for p in trainer.model.parameters()]
     after = _trained_parameters(trainer)
     assert any(not torch.equal(a, b) for a, b in zip(before, after))
@@ -185,10 +194,21 @@ def test_trl_loss_types_get_no_real_inputs(tmp_path):
 
 def tiny_moe_model(tokenizer):
     config = Qwen3MoeConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, moe_intermediate_size=32, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=8, num_experts=4, num_experts_per_tok=2,
-        output_router_logits=True, router_aux_loss_coef=0.01, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        moe_intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        num_experts=4,
+        num_experts_per_tok=2,
+        output_router_logits=True,
+        router_aux_loss_coef=0.01,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
     )
     torch.manual_seed(0)
     return Qwen3MoeForCausalLM(config)
@@ -198,7 +218,9 @@ def test_router_loss_of_moe_models_reaches_the_gradient_and_is_reported(tmp_path
     tokenizer = build_tiny_tokenizer()
     runs = {}
     for coef in (0.0, 10.0):
-        trainer = make_trainer(tmp_path / str(coef), model=tiny_moe_model(tokenizer), max_steps=1, router_aux_loss_coef=coef)
+        trainer = make_trainer(
+            tmp_path / str(coef), model=tiny_moe_model(tokenizer), max_steps=1, router_aux_loss_coef=coef
+        )
         runs[coef] = (_trained_parameters(trainer), trainer.state.log_history[0])
     (without, _), (with_router_loss, logs) = runs[0.0], runs[10.0]
     assert logs["aux_loss"] > 0

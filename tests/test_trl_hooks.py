@@ -27,16 +27,37 @@ def test_overridden_hooks_keep_their_signatures():
 def test_helpers_we_call_keep_their_signatures():
     params = inspect.signature(GRPOTrainer._get_per_token_logps_and_entropies).parameters
     assert list(params)[:8] == [
-        "self", "model", "input_ids", "attention_mask", "logits_to_keep", "batch_size", "compute_entropy", "compute_aux_loss",
+        "self",
+        "model",
+        "input_ids",
+        "attention_mask",
+        "logits_to_keep",
+        "batch_size",
+        "compute_entropy",
+        "compute_aux_loss",
     ]
 
 
 def test_state_we_rely_on_is_still_there():
     init = inspect.getsource(GRPOTrainer.__init__)
-    for attribute in ("_buffered_inputs", "_step", "num_iterations", "reward_weights", "_metrics", "entropy_coef",
-                      "aux_loss_enabled", "_tokenizer", "num_generations_eval", "beta", "router_aux_loss_coef",
-                      "top_entropy_quantile", "use_adaptive_entropy", "_entropy_bonus_enabled", "_last_world_entropy",
-                      "_entropy_window_stats"):
+    for attribute in (
+        "_buffered_inputs",
+        "_step",
+        "num_iterations",
+        "reward_weights",
+        "_metrics",
+        "entropy_coef",
+        "aux_loss_enabled",
+        "_tokenizer",
+        "num_generations_eval",
+        "beta",
+        "router_aux_loss_coef",
+        "top_entropy_quantile",
+        "use_adaptive_entropy",
+        "_entropy_bonus_enabled",
+        "_last_world_entropy",
+        "_entropy_window_stats",
+    ):
         assert f"self.{attribute} =" in init, attribute
     # micro-steps are served from a buffer refilled every steps_per_generation * num_iterations steps
     assert "self._step % generate_every == 0" in inspect.getsource(GRPOTrainer._prepare_inputs)
@@ -56,4 +77,9 @@ def test_trl_loss_types_we_forward_exist():
 def test_model_card_and_entropy_mask_hooks_we_use():
     # the model card reads these class attributes; REALTrainer sets its own for the REAL losses
     assert {"_tag_names", "_name", "_paper"} <= vars(GRPOTrainer).keys()
-    assert list(inspect.signature(GRPOTrainer.get_high_entropy_mask).parameters) == ["self", "entropies", "mask", "threshold"]
+    assert list(inspect.signature(GRPOTrainer.get_high_entropy_mask).parameters) == [
+        "self",
+        "entropies",
+        "mask",
+        "threshold",
+    ]
