@@ -98,6 +98,9 @@ def run_case(out_dir: Path, name: str, spec: str) -> None:
     state = trainer.accelerator.get_state_dict(trainer.model_wrapped)
     if trainer.accelerator.is_main_process:
         torch.save({k: v.detach().float().cpu() for k, v in state.items()}, out_dir / f"{name}.pt")
+        # micro-steps of the last generation batch in which this process had no row to train on
+        placeholders = sum("real_placeholder" in micro for micro in trainer._buffered_inputs)
+        (out_dir / f"{name}.placeholders").write_text(str(placeholders))
     trainer.accelerator.wait_for_everyone()
 
 

@@ -114,6 +114,14 @@ def test_skipping_rows_without_signal_changes_no_update(case, reference, one_pro
     _assert_same_update(reference / f"{case}.pt", one_process_skipping / f"{case}.pt")
 
 
+@pytest.mark.parametrize("case", ["sparse_signal", "sparse_signal_bce"])
+def test_sparse_cases_leave_micro_steps_without_rows(case, reference, one_process_skipping, two_processes):
+    # the cases above must really cover optimizer steps with no signal (placeholder passes on every process)
+    assert int((reference / f"{case}.placeholders").read_text()) == 0
+    assert int((one_process_skipping / f"{case}.placeholders").read_text()) >= 2
+    assert int((two_processes / f"{case}.placeholders").read_text()) >= 2
+
+
 @pytest.mark.parametrize("case", [name for name in CASES if name not in WITHIN_LAYOUT])
 def test_two_processes_match_one(case, reference, two_processes):
     _assert_same_update(reference / f"{case}.pt", two_processes / f"{case}.pt")
