@@ -278,6 +278,8 @@ def train(script_args: ScriptArguments, training_args: REALConfig, model_args: M
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(training_args.output_dir)
     trainer.save_state()  # trainer_state.json with the whole log history, even when no checkpoint was saved
+    if trainer.accelerator.num_processes > 1:
+        trainer.accelerator.end_training()  # release the process group: exiting with gloo's threads running can abort
     if is_main:
         print(f"[real_trl] saved the model and trainer_state.json to {training_args.output_dir}", flush=True)
     return trainer

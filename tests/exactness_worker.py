@@ -111,3 +111,5 @@ if __name__ == "__main__":
     for case in sys.argv[2:]:
         case_name, spec = case.split("=")
         run_case(out, case_name, spec)
+    if torch.distributed.is_initialized():  # an exit with gloo's threads still running can abort
+        torch.distributed.destroy_process_group()

@@ -107,3 +107,5 @@ if __name__ == "__main__":
         results = run_case(out / case.replace(":", "_"), optimizer, generation)
         if int(os.environ.get("RANK", "0")) == 0:
             torch.save(results, out / f"{case.replace(':', '_')}.pt")
+    if torch.distributed.is_initialized():  # an exit with gloo's threads still running can abort
+        torch.distributed.destroy_process_group()
