@@ -1,12 +1,13 @@
 """Agreement of `math_reward` (math-verify) with the official release's rules, on the paper's benchmark answers.
 
-    python bench/grader_agreement.py [--shared_data ../shared/data] [--workers N]
+    python bench/grader_agreement.py [--workers N]
 
-For each of the 1,590 references of the six benchmark files, R1-style completions box the answer in the
-ways a model writes it: exactly, `\\dfrac` for `\\frac`, `x = ...`, `5.0` for an integer `5`, wrapped in
-`\\text{...}`, or another problem's (different) answer. `paper_math_reward` (our implementation of the
-official rules) stands in for the official grader; the table gives, per variant, how often each grader
-accepts, and how often `math_reward` gives the same score as the official rules.
+For each of the 1,590 references of the six benchmark files shipped in real_trl/benchmarks/, R1-style
+completions box the answer in the ways a model writes it: exactly, `\\dfrac` for `\\frac`, `x = ...`,
+`5.0` for an integer `5`, wrapped in `\\text{...}`, or another problem's (different) answer.
+`paper_math_reward` (our implementation of the official rules) stands in for the official grader; the
+table gives, per variant, how often each grader accepts, and how often `math_reward` gives the same
+score as the official rules.
 """
 
 from __future__ import annotations
@@ -14,20 +15,17 @@ from __future__ import annotations
 import argparse
 import re
 import time
-from pathlib import Path
-
-BENCHMARKS = ("aime24", "aime25", "amc23", "math500", "minerva", "olympiad_bench")
 
 
-def load_references(shared_data: Path) -> list:
+def load_references() -> list:
     """The ground truth of every benchmark row (`reward_model.ground_truth`, stored as an object or a string)."""
     import pandas as pd
 
-    from real_trl.data import decode
+    from real_trl.data import BENCHMARK_DIR, EVAL_BENCHMARKS, decode
 
     refs = []
-    for name in BENCHMARKS:
-        for reward_model in pd.read_parquet(shared_data / "benchmarks" / f"{name}.parquet")["reward_model"]:
+    for name in EVAL_BENCHMARKS:
+        for reward_model in pd.read_parquet(BENCHMARK_DIR / f"{name}.parquet")["reward_model"]:
             refs.append(decode(reward_model)["ground_truth"])
     return refs
 
@@ -65,13 +63,12 @@ def variants(refs: list) -> dict[str, list[tuple[int, str]]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shared_data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--workers", type=int, default=None, help="verifier processes (default: usable cores)")
     args = parser.parse_args()
 
     from real_trl.rewards import make_math_reward, make_paper_math_reward
 
-    refs = load_references(args.shared_data)
+    refs = load_references()
     graders = {
         "official rules": make_paper_math_reward(num_workers=args.workers),
         "math_reward": make_math_reward(num_workers=args.workers),
@@ -84,7 +81,7 @@ def main() -> None:
         completions = [f"<think>\nreasoning\n</think>\n\nThe answer is $\\boxed{{{a}}}$." for _, a in pairs]
         answers = [refs[i] for i, _ in pairs]
         official, ours = (grader(completions, answers) for grader in graders.values())
-        agree = sum((a or 0.0) == (b or 0.0) for a, b in zip(official, ours))
+        agree = sum((a or 0.0) == (b or 0.0) for a, b in zip(official, ours, strict=True))
         n = len(pairs)
         print(
             f"| {name} | {n} | {sum(s == 1.0 for s in official) / n:.1%} | {sum(s == 1.0 for s in ours) / n:.1%} "

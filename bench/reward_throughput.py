@@ -6,8 +6,8 @@
 
 Completions look like R1 rollouts: groups of 8 per problem, a few thousand characters of reasoning,
 then `</think>` and a boxed answer (right, wrong, missing, or -- 1% of them -- pathological LaTeX
-such as towers of exponents). References are the real benchmark answers of ../shared/data when it
-is there, else a built-in sample of every answer type. Both rewards score the same batches in
+such as towers of exponents). References are the real answers of the six benchmark files shipped in
+real_trl/benchmarks/. Both rewards score the same batches in
 TRL's conversational form. Before the clock starts, both score `--warmup` completions of other
 problems (worker start-up and the parsers' lazy caches), as they would early in a training run.
 """
@@ -15,43 +15,12 @@ problems (worker start-up and the parsers' lazy caches), as they would early in 
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import random
 import re
 import time
 from pathlib import Path
 
-BUILTIN_REFERENCES = [
-    "204",
-    "025",
-    142.0,
-    "70",
-    r"\frac{14}{3}",
-    r"\left( 3, \frac{\pi}{2} \right)",
-    "p - q",
-    r"\text{Evelyn}",
-    r"90^\circ",
-    r"3\sqrt{13}",
-    "6 - 5i",
-    "x=5",
-    "1,-2",
-    r"\frac{243}{625}",
-    "[0, 1)",
-    r"(-\infty, -2] \cup [3, \infty)",
-    r"\begin{pmatrix} 1 & 2 \\ 3 & 4 \end{pmatrix}",
-    ["9.6\n"],
-    [r"8.7 \times 10^{8}"],
-    ["0.01\n", "0.02\n"],
-    ["$69$,$84$"],
-    [r"$\frac{1}{2 n+2}$"],
-    ["$(2,4)$"],
-    [r"$2^{1009}$"],
-    "1.25",
-    "0.15",
-    "52_8",
-    r"5 \text{ cm}",
-]
 # Each takes math-verify minutes to hours. (Not in this list: "10^{10^{10^{10}}} - 10^{10^{10^{10}}}",
 # which hangs inside C code, where accuracy_reward's SIGALRM can't reach it: the baseline never ends.)
 PATHOLOGICAL = [r"9^{9^{9^{9}}}", r"(10^{8})!", r"\binom{10^{9}}{10^{8}}", r"\sqrt[3]{10^{10^{10}}}"]
@@ -67,13 +36,13 @@ SENTENCES = [
 ]
 
 
-def load_references(shared: Path) -> list:
-    files = sorted(glob.glob(str(shared / "benchmarks" / "*.parquet")))
-    if not files:
-        return BUILTIN_REFERENCES
+def load_references() -> list:
     import pyarrow.parquet as pq
 
-    return [row["reward_model"]["ground_truth"] for f in files for row in pq.read_table(f).to_pylist()]
+    from real_trl.data import BENCHMARK_DIR, EVAL_BENCHMARKS
+
+    tables = [pq.read_table(BENCHMARK_DIR / f"{name}.parquet").to_pylist() for name in EVAL_BENCHMARKS]
+    return [row["reward_model"]["ground_truth"] for table in tables for row in table]
 
 
 def shown(ref) -> str:
@@ -151,14 +120,13 @@ def main() -> None:
         default=256,
         help="completions (other problems) scored by both before timing: a long run's steady state",
     )
-    parser.add_argument("--shared_data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     args = parser.parse_args()
 
     from trl.rewards import accuracy_reward
 
     from real_trl.rewards import default_num_workers, make_math_reward, make_paper_math_reward, worker_pids
 
-    completions, answers = make_completions(load_references(args.shared_data), args.n, args.pathological, args.seed)
+    completions, answers = make_completions(load_references(), args.n, args.pathological, args.seed)
     solutions = [shown(a) for a in answers]  # accuracy_reward takes one reference string
     workers = default_num_workers() if args.workers is None else args.workers
     n_path = sum(any(p in c[0]["content"] for p in PATHOLOGICAL) for c in completions)
@@ -169,7 +137,7 @@ def main() -> None:
     )
 
     reward, paper = make_math_reward(num_workers=workers), make_paper_math_reward(num_workers=workers)
-    warm_c, warm_a = make_completions(load_references(args.shared_data), max(1, args.warmup), 0.0, args.seed + 1)
+    warm_c, warm_a = make_completions(load_references(), max(1, args.warmup), 0.0, args.seed + 1)
     t = time.perf_counter()
     reward(warm_c, warm_a)  # start the pool; the parsers of each process warm up (ANTLR caches)
     t_pool = time.perf_counter() - t
@@ -190,7 +158,7 @@ def main() -> None:
         f"load average {os.getloadavg()[0]:.1f} on {len(os.sched_getaffinity(0))} cores (other work slows both)"
     )
     print(f"{'counters':>16}: {reward.totals}")
-    agree = sum((a or 0.0) == (b or 0.0) for a, b in zip(ours, theirs)) / len(ours)
+    agree = sum((a or 0.0) == (b or 0.0) for a, b in zip(ours, theirs, strict=True)) / len(ours)
     print(
         f"{'agreement':>16}: {agree:.1%} of completions get the same score from both "
         f"(mean reward {sum(s or 0 for s in ours) / len(ours):.3f} vs {sum(s or 0 for s in theirs) / len(theirs):.3f})"

@@ -57,7 +57,7 @@ def signal_reward(share: float):
 
     def reward(completion_ids, **kwargs):
         mixed = [row // GROUP_SIZE % 4 < share * 4 for row in range(len(completion_ids))]
-        return [float(m and len(ids) % 2 == 1) for m, ids in zip(mixed, completion_ids)]
+        return [float(m and len(ids) % 2 == 1) for m, ids in zip(mixed, completion_ids, strict=True)]
 
     reward.__name__ = "signal_reward"
     return reward
@@ -146,7 +146,8 @@ def loss_traffic(rollouts=1024, tokens=8192, processes=8, per_device=4):
 
 def skipping_table(shares: list[float], rounds: int, steps: int) -> None:
     print(
-        "share with signal | REAL-skip ms | REAL-no-skip ms | GRPO ms | skip/GRPO | skip/no-skip | pi_old share of skip step"
+        "share with signal | REAL-skip ms | REAL-no-skip ms | GRPO ms | skip/GRPO | skip/no-skip | "
+        "pi_old share of skip step"
     )
     for share in shares:
         times = {method: [] for method in METHODS}

@@ -11,15 +11,20 @@ __all__ = ["REAL_LOSS_TYPES", "REALConfig", "REALTrainer"]
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from real_trl.config import REAL_LOSS_TYPES, REALConfig
+    from real_trl.config import REALConfig
+    from real_trl.losses import REAL_LOSS_TYPES
     from real_trl.trainer import REALTrainer
 
 
 def __getattr__(name: str):
-    if name in ("REALConfig", "REAL_LOSS_TYPES"):
-        from real_trl import config
+    if name == "REALConfig":
+        from real_trl.config import REALConfig
 
-        return getattr(config, name)
+        return REALConfig
+    if name == "REAL_LOSS_TYPES":
+        from real_trl.losses import REAL_LOSS_TYPES
+
+        return REAL_LOSS_TYPES
     if name == "REALTrainer":
         from real_trl.trainer import REALTrainer
 

@@ -10,8 +10,7 @@ import torch
 from trl import GRPOConfig
 
 from real_trl.layout import check_layout
-from real_trl.losses import LABEL_RULES
-from real_trl.plan import REAL_LOSS_TYPES
+from real_trl.losses import LABEL_RULES, REAL_LOSS_TYPES
 
 # Loss types GRPOTrainer implements itself (trl 1.16); they run through its code untouched.
 # GSPO is loss_type="grpo" with importance_sampling_level="sequence".
@@ -19,7 +18,9 @@ TRL_LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo", "
 
 
 # GRPO settings the REAL losses do not read (the score is measured against the policy that generated
-# the batch, as in the paper); a non-default value is ignored with one warning.
+# the batch, as in the paper); a non-default value is ignored with one warning. One exception:
+# importance_sampling_level also shapes the ratio of GRPO's bias-corrected KL term, and REAL's KL term
+# is GRPO's, so with beta > 0 and use_bias_correction_kl it applies there.
 GRPO_ONLY_SETTINGS = (
     "epsilon",
     "epsilon_high",
@@ -49,12 +50,13 @@ class REALConfig(GRPOConfig):
     r"""
     Configuration for [`REALTrainer`]: every [`~trl.GRPOConfig`] field, plus REAL's.
 
-    With `loss_type` set to one of TRL's losses (`"grpo"`, `"dapo"`, ...) the trainer is GRPOTrainer,
+    With `loss_type` set to one of TRL's losses (`"grpo"`, `"dapo"`, ...) the loss is GRPOTrainer's,
     unchanged, so baselines and REAL share recipes. With a REAL loss type the GRPO-only settings
     (`GRPO_ONLY_SETTINGS`: clipping, importance sampling, reward scaling, ...) do not apply; a value
-    other than the default is ignored with a warning. `beta > 0` (KL to a reference model), the entropy
-    bonus (static or adaptive) and `top_entropy_quantile` work as in GRPO. On a machine without an
-    accelerator, `bf16` defaults to False instead of failing.
+    other than the default is ignored with a warning. With `beta > 0` the KL penalty to the reference
+    model is GRPO's term (k3, `use_bias_correction_kl`, per-sequence token mean, batch mean); the entropy
+    bonus (static or adaptive) and `top_entropy_quantile` are GRPO's too, and tests check them equal.
+    On a machine without an accelerator, `bf16` defaults to False instead of failing.
 
     Parameters:
         loss_type (`str`, *optional*, defaults to `"real"`):
@@ -159,7 +161,8 @@ class REALConfig(GRPOConfig):
             f"per_device_train_batch_size ({self.per_device_train_batch_size}) x processes ({processes}) x "
             f"gradient_accumulation_steps ({self.gradient_accumulation_steps}) = {total} completions per generation "
             f"batch must be a multiple of num_generations ({self.num_generations}); raise "
-            "per_device_train_batch_size, gradient_accumulation_steps or steps_per_generation, or lower num_generations."
+            "per_device_train_batch_size, gradient_accumulation_steps or steps_per_generation, or lower "
+            "num_generations."
         )
 
     def _check_real_settings(self):
@@ -167,7 +170,12 @@ class REALConfig(GRPOConfig):
         steps_per_batch = self.steps_per_generation * self.num_iterations
         if steps_per_batch % self.gradient_accumulation_steps == 0 and self.save_strategy == "steps":
             self._align_save_steps(steps_per_batch // self.gradient_accumulation_steps)
-        ignored = [name for name, default in _GRPO_DEFAULTS.items() if getattr(self, name) != default]
+        kl_ratio_level = self.beta != 0.0 and self.use_bias_correction_kl
+        ignored = [
+            name
+            for name, default in _GRPO_DEFAULTS.items()
+            if getattr(self, name) != default and not (name == "importance_sampling_level" and kl_ratio_level)
+        ]
         if ignored:
             warnings.warn(
                 f"loss_type={self.loss_type!r} ignores these GRPO-only settings: "

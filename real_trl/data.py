@@ -106,7 +106,7 @@ def content_fingerprint(dataset) -> str:
     """sha256 of the canonical prompt/answer rows, in order: the same problems give the same value from any
     file format or source, so a result can be tied to the exact benchmark content it was measured on."""
     digest = hashlib.sha256()
-    for prompt, answer in zip(dataset["prompt"], dataset["answer"]):
+    for prompt, answer in zip(dataset["prompt"], dataset["answer"], strict=True):
         messages = [[message["role"], message["content"]] for message in prompt]
         digest.update(json.dumps([messages, answer], ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
     return digest.hexdigest()
@@ -142,7 +142,7 @@ def _literal(node: ast.AST):
     if isinstance(node, (ast.List, ast.Tuple)):
         return [_literal(e) for e in node.elts]
     if isinstance(node, ast.Dict):
-        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values)}
+        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values, strict=True)}
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         return -_literal(node.operand)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "array" and node.args:
@@ -192,7 +192,7 @@ def _chat_prompt(value, separator: str) -> list[dict] | None:
     return messages
 
 
-def _plan(columns: list[str], source: str) -> tuple[str | None, str | None, str]:
+def _column_roles(columns: list[str], source: str) -> tuple[str | None, str | None, str]:
     """Which columns hold the chat prompt, the problem text and the answer (ValueError if missing)."""
     answer_key = next((c for c in ANSWER_COLUMNS if c in columns), None)
     problem_key = next((c for c in PROBLEM_COLUMNS if c in columns), None)
@@ -206,10 +206,10 @@ def _plan(columns: list[str], source: str) -> tuple[str | None, str | None, str]
     return prompt_key, problem_key, answer_key
 
 
-def convert_row(row: dict, plan: tuple[str | None, str | None, str], separator: str = " ") -> dict:
+def convert_row(row: dict, roles: tuple[str | None, str | None, str], separator: str = " ") -> dict:
     """One source row as {"prompt": chat messages, "answer": str | list[str] | None}; `separator` joins a plain
     problem and the instruction."""
-    prompt_key, problem_key, answer_key = plan
+    prompt_key, problem_key, answer_key = roles
     prompt = None
     if prompt_key is not None:
         raw = row[prompt_key]
@@ -237,14 +237,14 @@ def rows_to_dataset(rows: list[dict], source: str, separator: str = " ") -> Data
     """A `datasets.Dataset` of prompt/answer rows from raw rows of any supported layout."""
     if not rows:
         raise ValueError(f"{source} is empty: it has no rows")
-    plan = _plan(list(rows[0]), source)
-    converted = [convert_row(row, plan, separator) for row in rows]
+    roles = _column_roles(list(rows[0]), source)
+    converted = [convert_row(row, roles, separator) for row in rows]
     missing = sum(r["answer"] is None for r in converted)
     if missing:
         logger.warning("%s: %d of %d rows have no answer and are dropped", source, missing, len(converted))
         converted = [r for r in converted if r["answer"] is not None]
     if not converted:
-        raise ValueError(f"{source}: no row has a usable answer in column {plan[2]!r}")
+        raise ValueError(f"{source}: no row has a usable answer in column {roles[2]!r}")
     # Arrow needs one type per column: once any row has a list of answers, all rows get lists.
     if any(isinstance(r["answer"], list) for r in converted):
         for r in converted:
@@ -273,7 +273,7 @@ def read_rows(path: Path) -> list[dict]:
         data = data.get("data", data)
     if isinstance(data, dict):  # column-oriented {"problem": [...], "answer": [...]}
         keys = list(data)
-        data = [dict(zip(keys, values)) for values in zip(*data.values())]
+        data = [dict(zip(keys, values, strict=True)) for values in zip(*data.values(), strict=True)]
     if isinstance(data, list):
         return data
     raise ValueError(f"cannot read {path}: expected a list of rows, got {type(data).__name__}")

@@ -11,9 +11,11 @@ times the per-device batch would take.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from real_trl.plan import whole_group_problem
+from real_trl.losses import loss_denominator, signal_rows
 
 # The per-row entries of a TRL generation batch that are padded on the left (prompts) or right (completions).
 PROMPT_KEYS = ("prompt_ids", "prompt_mask")
@@ -28,11 +30,74 @@ COMPLETION_KEYS = (
 )
 
 
+def whole_group_problem(micro_batch_size: int, num_processes: int, group_size: int) -> str | None:
+    """The whole-group rule of the REAL losses, or None when it holds. The config and the launcher's plan
+    both state it in these words."""
+    total = micro_batch_size * num_processes
+    if total % group_size == 0:
+        return None
+    return (
+        f"REAL needs whole groups in every micro-step: per_device_train_batch_size ({micro_batch_size}) x "
+        f"num_processes ({num_processes}) = {total} must be a multiple of num_generations ({group_size}); "
+        "change per_device_train_batch_size or num_generations."
+    )
+
+
 def check_layout(micro_batch_size: int, num_processes: int, group_size: int) -> None:
-    """Refuse a layout in which a micro-step cannot hold whole groups (the rule is `plan.whole_group_problem`)."""
+    """Refuse a layout in which a micro-step cannot hold whole groups (`whole_group_problem`)."""
     problem = whole_group_problem(micro_batch_size, num_processes, group_size)
     if problem:
         raise ValueError(problem)
+
+
+@dataclass(frozen=True)
+class GenerationBatchPlan:
+    """Where each row of a generation batch trains, and what its loss is divided by.
+
+    slots[k][p] holds the global rows process p trains on in micro-step k (possibly none);
+    `denominators[row]` is the denominator of the row's loss (`loss_denominator` of the micro-step the
+    group plan first gave it); `skipped_share` is the share of rows left out.
+    """
+
+    slots: list[list[torch.Tensor]]
+    denominators: torch.Tensor
+    skipped_share: float
+
+
+def plan_generation_batch(
+    labels: torch.Tensor,
+    group_size: int,
+    num_micro_steps: int,
+    num_processes: int,
+    seed: int,
+    *,
+    loss_type: str,
+    accumulation_steps: int,
+    skip_rows: bool,
+) -> GenerationBatchPlan:
+    """Plan a generation batch into micro-steps of whole groups (`plan_micro_batches`) and, with
+    `skip_rows`, leave out the rows that carry no gradient (`plan_signal_micro_batches`).
+
+    Args:
+        labels: (N,) labels of the global generation batch in TRL's group-contiguous order.
+        group_size, num_micro_steps, num_processes, seed: as in `plan_micro_batches`.
+        loss_type: the REAL loss whose denominators the rows keep (`loss_denominator`).
+        accumulation_steps: micro-steps per optimizer step.
+        skip_rows: drop the rows of groups without signal and the excluded rows.
+    """
+    num_rows = labels.numel()
+    plan = plan_micro_batches(num_rows // group_size, group_size, num_micro_steps, num_processes, seed)
+    group_ids = group_ids_for_rows(torch.arange(num_rows), group_size)
+    # Each row keeps the denominator of the micro-step the plan first gave it, so that moving rows
+    # between the micro-steps of one optimizer step leaves the optimizer's gradient unchanged.
+    denominators = torch.empty(num_rows, dtype=torch.float64)
+    for step_rows in plan.reshape(num_micro_steps, -1):
+        denominators[step_rows] = loss_denominator(loss_type, labels[step_rows], group_ids[step_rows])
+    if not skip_rows:
+        return GenerationBatchPlan([list(step) for step in plan], denominators, 0.0)
+    keep = signal_rows(labels, group_ids)
+    slots = plan_signal_micro_batches(plan, keep, group_size, accumulation_steps)
+    return GenerationBatchPlan(slots, denominators, 1.0 - keep.double().mean().item())
 
 
 def plan_micro_batches(

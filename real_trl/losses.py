@@ -25,12 +25,15 @@ import torch.nn.functional as F
 __all__ = [
     "LABEL_RULES",
     "LOSSES",
+    "REAL_LOSS_TYPES",
     "SequenceStats",
     "bce_loss",
+    "group_has_signal",
     "loss_denominator",
     "real_gradient_weights",
     "real_loss",
     "real_product_loss",
+    "reference_kl",
     "rewards_to_labels",
     "sequence_scores",
     "signal_rows",
@@ -107,19 +110,37 @@ def rewards_to_labels(
     return labels.masked_fill(unscorable, -1)
 
 
+def group_has_signal(labels: torch.Tensor, group_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which groups carry signal: those with at least one positive and one negative.
+
+    This is the one statement of the rule. Every loss here costs 0 on the other groups and gives their
+    rows exactly zero gradient; the trainer skips those rows and logs the share of groups with signal.
+
+    Args:
+        labels: (B,) long, 1 positive, 0 negative, -1 excluded.
+        group_ids: (B,) ids of the prompt groups; members need not be adjacent.
+
+    Returns:
+        (K,) bool over the K distinct group ids in ascending order, and (B,) each row's index into them.
+    """
+    unique_ids, group_index = torch.unique(group_ids, return_inverse=True)
+
+    def count(rows: torch.Tensor) -> torch.Tensor:
+        counts = torch.zeros(unique_ids.numel(), dtype=torch.long, device=labels.device)
+        return counts.index_add(0, group_index, rows.long())
+
+    return (count(labels == 1) > 0) & (count(labels == 0) > 0), group_index
+
+
 def _group_logit_matrices(scores, labels, group_ids, tau):
     """Per-group logit rows: (K, B) matrices holding -s/tau for positives and s/tau for negatives of
     group k in row k, -inf elsewhere; the (K,) mask of groups that carry signal; each sample's group row."""
-    unique_ids, group_index = torch.unique(group_ids, return_inverse=True)
-    num_groups = unique_ids.numel()
-    in_group = group_index.unsqueeze(0) == torch.arange(num_groups, device=scores.device).unsqueeze(1)
-    pos = in_group & (labels == 1).unsqueeze(0)
-    neg = in_group & (labels == 0).unsqueeze(0)
+    has_signal, group_index = group_has_signal(labels, group_ids)
+    in_group = group_index.unsqueeze(0) == torch.arange(has_signal.numel(), device=scores.device).unsqueeze(1)
     z = scores / tau
-    minus_inf = torch.full_like(z, float("-inf")).expand(num_groups, -1)
-    pos_logits = torch.where(pos, -z.unsqueeze(0), minus_inf)
-    neg_logits = torch.where(neg, z.unsqueeze(0), minus_inf)
-    has_signal = pos.any(dim=1) & neg.any(dim=1)
+    minus_inf = torch.full_like(z, float("-inf")).expand(has_signal.numel(), -1)
+    pos_logits = torch.where(in_group & (labels == 1).unsqueeze(0), -z.unsqueeze(0), minus_inf)
+    neg_logits = torch.where(in_group & (labels == 0).unsqueeze(0), z.unsqueeze(0), minus_inf)
     return pos_logits, neg_logits, has_signal, group_index
 
 
@@ -214,16 +235,9 @@ for _loss in (real_loss, real_product_loss, bce_loss):
 
 
 def signal_rows(labels: torch.Tensor, group_ids: torch.Tensor) -> torch.Tensor:
-    """(B,) bool: the rows a REAL loss can give a gradient, i.e. the scored members of groups with a
-    positive and a negative. Every loss here has exactly zero gradient on all other rows."""
-    unique_ids, group_index = torch.unique(group_ids, return_inverse=True)
-
-    def count(rows: torch.Tensor) -> torch.Tensor:
-        return torch.zeros(unique_ids.numel(), dtype=torch.long, device=labels.device).index_add(
-            0, group_index, rows.long()
-        )
-
-    has_signal = (count(labels == 1) > 0) & (count(labels == 0) > 0)
+    """(B,) bool: the rows a REAL loss can give a gradient, i.e. the scored members of groups with signal
+    (`group_has_signal`). Every loss here has exactly zero gradient on all other rows."""
+    has_signal, group_index = group_has_signal(labels, group_ids)
     return has_signal[group_index] & (labels >= 0)
 
 
@@ -256,6 +270,27 @@ def loss_denominator(loss_type: str, labels: torch.Tensor, group_ids: torch.Tens
 
 
 LOSSES = {"real": real_loss, "real_product": real_product_loss, "bce": bce_loss}
+# The loss types of this module: they couple the members of a group, so every micro-step holds whole groups.
+REAL_LOSS_TYPES = tuple(LOSSES)
+
+
+def reference_kl(
+    per_token_logps: torch.Tensor, ref_per_token_logps: torch.Tensor, importance_ratio: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-token KL penalty to the reference model: the k3 estimator exp(r - l) - (r - l) - 1, as GRPO's.
+
+    Args:
+        per_token_logps: (B, T) log-probabilities under the current policy (differentiable).
+        ref_per_token_logps: (B, T) the same under the reference model.
+        importance_ratio: optional (B, T) or (B, 1) ratio pi_theta / pi_old that multiplies the estimate
+            (GRPO's `use_bias_correction_kl`), with its gradient.
+
+    Returns:
+        (B, T) penalties; the caller masks and aggregates them.
+    """
+    gap = ref_per_token_logps - per_token_logps
+    kl = torch.exp(gap) - gap - 1
+    return kl if importance_ratio is None else kl * importance_ratio
 
 
 @dataclass
@@ -263,8 +298,8 @@ class SequenceStats:
     """Per-sequence numbers: what a REAL loss reads of each row, plus the sums its metrics need. The
     trainer exchanges them between processes instead of token-level tensors.
 
-    Travels as a (rows, 8) float64 table, so scores and group ids cross processes exactly. A padding
-    row (label -1, group -1, no tokens) changes neither the loss nor any metric.
+    Travels as a (rows, 8) float64 table, so scores and group ids cross processes exactly; `blank_table`
+    gives rows that change nothing, to fill a process's share of the exchange.
     """
 
     score: torch.Tensor
@@ -283,8 +318,13 @@ class SequenceStats:
     def from_table(cls, table: torch.Tensor) -> SequenceStats:
         return cls(*table.unbind(1))
 
-    @staticmethod
-    def padding(rows: int, device) -> torch.Tensor:
-        pad = torch.zeros(rows, len(fields(SequenceStats)), dtype=torch.float64, device=device)
-        pad[:, 1:4] = torch.tensor([-1.0, -1.0, 1.0], dtype=torch.float64)  # label, group, denominator
-        return pad
+    @classmethod
+    def blank_table(cls, rows: int, device) -> torch.Tensor:
+        """`rows` table rows that change neither the loss nor any metric (no label, no group, no tokens);
+        they fill a process's share of an exchange up to the common size."""
+        values = [_BLANK_VALUES.get(f.name, 0.0) for f in fields(cls)]
+        return torch.tensor(values, dtype=torch.float64, device=device).expand(rows, -1).clone()
+
+
+# A blank row is excluded (label -1) from no group (-1); its denominator only needs to be non-zero.
+_BLANK_VALUES = {"label": -1.0, "group": -1.0, "denominator": 1.0}

@@ -51,9 +51,14 @@ def load_log_history(run: str | Path) -> list[dict]:
     """`log_history` from a trainer_state.json, or from a run directory (its own file or its latest checkpoint's)."""
     path = Path(run)
     if path.is_dir():
-        candidates = [path / "trainer_state.json"] + sorted(
-            path.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[-1]), reverse=True
-        )
+        candidates = [
+            path / "trainer_state.json",
+            *sorted(
+                path.glob("checkpoint-*/trainer_state.json"),
+                key=lambda p: int(p.parent.name.split("-")[-1]),
+                reverse=True,
+            ),
+        ]
         found = [c for c in candidates if c.exists()]
         if not found:
             raise FileNotFoundError(f"No trainer_state.json in {path} or its checkpoint-* folders.")
@@ -124,7 +129,7 @@ def plot_training_dynamics(
         raise ValueError("No runs given: pass at least one LABEL=path/to/run.")
     per_run = {label: training_series(load_log_history(path), accuracy_reward) for label, path in runs.items()}
     figure, axes = plt.subplots(2, 2, figsize=(11, 7.5))
-    panels = [_draw_panel(axis, title, per_run) for axis, (title, _) in zip(axes.flat, TRAINING_PANELS)]
+    panels = [_draw_panel(axis, title, per_run) for axis, (title, _) in zip(axes.flat, TRAINING_PANELS, strict=True)]
     figure.tight_layout()
     _save(figure, output)
     return {"panels": panels, "output": str(output)}
@@ -214,7 +219,7 @@ def plot_gradient_magnitudes(output: str | Path, tau: float = 0.5, epsilon: floa
     data = gradient_magnitudes(tau=tau, epsilon=epsilon, **grid)
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     panels = []
-    for axis, kind in zip(axes, ("positive", "negative")):
+    for axis, kind in zip(axes, ("positive", "negative"), strict=True):
         series = {f"REAL (tau={tau})": data[f"real_{kind}"], f"GRPO (clip eps={epsilon})": data[f"grpo_{kind}"]}
         for label, values in series.items():
             axis.plot(data["s"], values, label=label, linewidth=1.5)

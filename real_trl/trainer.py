@@ -1,15 +1,19 @@
 """REALTrainer: GRPOTrainer with REAL's objective.
 
-For TRL's own loss types this is GRPOTrainer, unchanged. For the REAL loss types three hooks change:
+Five GRPOTrainer hooks are overridden. Two serve every loss type: `_get_train_sampler` makes the
+sampler resume exactly (`sampler.py`), and `_calculate_rewards` keeps the gathered rewards, from which
+`_generate_and_score_completions` logs each generation batch's group outcomes. For TRL's own loss types
+nothing else changes. For the REAL loss types:
 
 * `_generate_and_score_completions` turns the gathered rewards into class labels and global group ids;
-* `_prepare_inputs` plans the generation batch at group level (`layout.plan_micro_batches`) so every
+* `_prepare_inputs` plans the generation batch at group level (`layout.plan_generation_batch`) so every
   micro-step, over all processes together, holds whole groups, drops the rows that cannot carry a
   gradient (`skip_no_signal`), and moves rows to the process the plan gives them (once per generation
   batch);
 * `_compute_loss` all-gathers only per-sequence numbers (`SequenceStats`), evaluates the loss of the
   whole global micro-batch on every process, and backpropagates its exact weights dL/ds through the
-  local scores.
+  local scores. The KL penalty, the entropy bonus and its controller are GRPO's terms, re-stated here
+  because GRPOTrainer computes them inline; tests check them equal to GRPOTrainer's.
 
 The backward pass goes through local tensors only (no autograd through collectives), so DDP, DeepSpeed
 ZeRO and FSDP reduce the gradient as they would any data-parallel loss. docs/method.md explains why.
@@ -23,19 +27,32 @@ from typing import ClassVar
 
 import torch
 from trl import GRPOTrainer
+from trl.trainer.utils import get_config_model_id
 
 from real_trl.config import REALConfig
 from real_trl.layout import (
     PROMPT_KEYS,
+    GenerationBatchPlan,
     group_ids_for_rows,
     is_per_row,
     placeholder_row,
-    plan_micro_batches,
-    plan_signal_micro_batches,
+    plan_generation_batch,
     trim_padding,
 )
-from real_trl.losses import LOSSES, SequenceStats, loss_denominator, rewards_to_labels, sequence_scores, signal_rows
+from real_trl.losses import (
+    LOSSES,
+    REAL_LOSS_TYPES,
+    SequenceStats,
+    group_has_signal,
+    loss_denominator,
+    reference_kl,
+    rewards_to_labels,
+    sequence_scores,
+)
 from real_trl.sampler import ResumableRepeatSampler
+
+# Dataset columns that carry images into GRPOTrainer's multimodal path.
+IMAGE_COLUMNS = ("image", "images")
 
 
 class REALTrainer(GRPOTrainer):
@@ -56,12 +73,14 @@ class REALTrainer(GRPOTrainer):
 
     def __init__(self, model, reward_funcs=None, args: REALConfig | None = None, *positional, **kwargs):
         if args is None:
-            name = model if isinstance(model, str) else model.config._name_or_path
+            name = model if isinstance(model, str) else get_config_model_id(model.config)
             args = REALConfig(f"{str(name).rstrip('/').split('/')[-1]}-REAL")
-        self._uses_real_loss = getattr(args, "loss_type", None) in LOSSES
+        self._uses_real_loss = getattr(args, "loss_type", None) in REAL_LOSS_TYPES
         if not self._uses_real_loss:  # a TRL loss type: GRPOTrainer's own name, tags and paper on the card
             self._tag_names, self._name, self._paper = GRPOTrainer._tag_names, GRPOTrainer._name, GRPOTrainer._paper
         super().__init__(model, reward_funcs, args, *positional, **kwargs)
+        if self._uses_real_loss:
+            _refuse_images(self.train_dataset, self.eval_dataset, args.loss_type)
         self._watched_first_batch = False
 
     @property
@@ -97,12 +116,15 @@ class REALTrainer(GRPOTrainer):
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
         rule, threshold = getattr(self.args, "label_rule", "threshold"), getattr(self.args, "label_threshold", 0.5)
         labels = rewards_to_labels(self._rewards_per_func, self.reward_weights, threshold, rule, group_size)
-        self._log_group_outcomes(labels.view(-1, group_size), mode)
+        group_ids = group_ids_for_rows(torch.arange(labels.numel(), device=labels.device), group_size)
+        has_signal, _ = group_has_signal(labels, group_ids)
+        self._log_group_outcomes(labels.view(-1, group_size), has_signal, mode)
         if not self._uses_real_loss:
             return output
+        if any(key in output for key in ("pixel_values", "image_grid_thw", "pixel_attention_mask")):
+            raise ValueError(_IMAGE_REFUSAL.format(loss_type=self.loss_type, where="the generation batch"))
         if mode == "train":
-            self._watch_for_no_signal(labels.view(-1, group_size))
-        group_ids = group_ids_for_rows(torch.arange(labels.numel(), device=labels.device), group_size)
+            self._watch_for_no_signal(has_signal)
         self._generation_labels = labels  # global, identical on every process: the plan reads it
         local = output["completion_ids"].size(0)
         rows = torch.arange(local, device=labels.device) + self.accelerator.process_index * local
@@ -113,24 +135,23 @@ class REALTrainer(GRPOTrainer):
         output["real_denominators"] = torch.full((local,), denominator, dtype=torch.float64, device=labels.device)
         return output
 
-    def _log_group_outcomes(self, grouped_labels: torch.Tensor, mode: str) -> None:
+    def _log_group_outcomes(self, grouped_labels: torch.Tensor, has_signal: torch.Tensor, mode: str) -> None:
         positives = (grouped_labels == 1).sum(1)
         negatives = (grouped_labels == 0).sum(1)
         scored = positives + negatives
         metrics = self._metrics[mode]
         metrics["groups/solve_all"].append(((positives == scored) & (scored > 0)).float().mean().item())
         metrics["groups/solve_none"].append(((negatives == scored) & (scored > 0)).float().mean().item())
-        metrics["groups/with_signal"].append(((positives > 0) & (negatives > 0)).float().mean().item())
+        metrics["groups/with_signal"].append(has_signal.float().mean().item())
 
-    def _watch_for_no_signal(self, grouped_labels: torch.Tensor) -> None:
+    def _watch_for_no_signal(self, has_signal: torch.Tensor) -> None:
         """Warn once when the first generation batch has no group with a positive and a negative while the
         rewards are not 0/1: the REAL gradient is then exactly zero, and with such rewards it stays zero."""
         if self._watched_first_batch:
             return
         self._watched_first_batch = True
         totals = (self._rewards_per_func * self.reward_weights.to(self._rewards_per_func)).nansum(dim=1)
-        with_signal = ((grouped_labels == 1).any(1) & (grouped_labels == 0).any(1)).any()
-        if with_signal or bool(((totals == 0) | (totals == 1)).all()):
+        if has_signal.any() or bool(((totals == 0) | (totals == 1)).all()):
             return
         args = self.args
         warnings.warn(
@@ -157,40 +178,31 @@ class REALTrainer(GRPOTrainer):
             self._buffered_inputs = self._split_into_micro_batches(batch)
         return self._buffered_inputs[self._step % steps]
 
-    def _plan_slots(self, num_rows: int) -> tuple[list[list[torch.Tensor]], torch.Tensor]:
-        """slots[k][p]: the global rows process p trains on in micro-step k; and each row's denominator."""
-        steps, group_size = self.args.steps_per_generation, self.num_generations
-        # Identical on every process, and stable across resumption: seeded by the step at generation.
-        plan = plan_micro_batches(
-            num_groups=num_rows // group_size,
-            group_size=group_size,
-            num_micro_batches=steps,
-            num_processes=self.accelerator.num_processes,
-            seed=self.args.seed + self.state.global_step,
+    def _plan_generation_batch(self, num_rows: int) -> GenerationBatchPlan:
+        args = self.args
+        plan = plan_generation_batch(
+            self._generation_labels.cpu(),
+            self.num_generations,
+            args.steps_per_generation,
+            self.accelerator.num_processes,
+            # Identical on every process, and stable across resumption: seeded by the step at generation.
+            seed=args.seed + self.state.global_step,
+            loss_type=self.loss_type,
+            accumulation_steps=args.gradient_accumulation_steps,
+            skip_rows=self.skips_rows,
         )
-        labels = self._generation_labels.cpu()
-        group_ids = group_ids_for_rows(torch.arange(num_rows), group_size)
-        # Each row keeps the denominator of the micro-step the plan first gave it, so that moving rows
-        # between the micro-steps of one optimizer step leaves the optimizer's gradient unchanged.
-        denominators = torch.empty(num_rows, dtype=torch.float64)
-        for step_rows in plan.reshape(steps, -1):
-            denominators[step_rows] = loss_denominator(self.loss_type, labels[step_rows], group_ids[step_rows])
-        if not self.skips_rows:
-            self._metrics["train"]["real/rows_skipped"].append(0.0)
-            return [list(plan[k]) for k in range(steps)], denominators
-        keep = signal_rows(labels, group_ids)
-        self._metrics["train"]["real/rows_skipped"].append(1.0 - keep.double().mean().item())
-        return plan_signal_micro_batches(plan, keep, group_size, self.args.gradient_accumulation_steps), denominators
+        self._metrics["train"]["real/rows_skipped"].append(plan.skipped_share)
+        return plan
 
     def _split_into_micro_batches(self, batch: dict) -> list[dict]:
         rank, device = self.accelerator.process_index, batch["completion_ids"].device
         local = batch["completion_ids"].size(0)
-        slots, denominators = self._plan_slots(local * self.accelerator.num_processes)
-        batch["real_denominators"] = denominators.to(device)[local * rank : local * (rank + 1)]
-        mine = [step[rank].to(device) for step in slots]
-        rows = self._rows_from_all_processes(batch, torch.cat(mine))
+        plan = self._plan_generation_batch(local * self.accelerator.num_processes)
+        mine = [step[rank].to(device) for step in plan.slots]
+        denominators = plan.denominators.to(device)[local * rank : local * (rank + 1)]
+        rows = self._rows_from_all_processes({**batch, "real_denominators": denominators}, torch.cat(mine))
         micro_batches, start = [], 0
-        for step, wanted in zip(slots, mine):
+        for step, wanted in zip(plan.slots, mine, strict=True):
             window = slice(start, start + wanted.numel())
             start = window.stop
             if wanted.numel():
@@ -206,11 +218,8 @@ class REALTrainer(GRPOTrainer):
         if self.accelerator.num_processes == 1:
             return {key: value[wanted] if is_per_row(value) else value for key, value in batch.items()}
         lists = [key for key, value in batch.items() if isinstance(value, list)]
-        if lists:
-            raise ValueError(
-                f"REAL cannot move the per-sample lists {lists} between processes: multimodal inputs train with the "
-                "REAL losses on a single process only. Launch one process or use a TRL loss type."
-            )
+        if lists:  # GRPOTrainer puts lists in the batch for images only, which the constructor refuses
+            raise ValueError(f"REAL moves tensors between processes, not the per-sample lists {lists} of this batch")
         moved = {}
         for key, value in batch.items():
             if not is_per_row(value):
@@ -242,18 +251,20 @@ class REALTrainer(GRPOTrainer):
         token_mask = None
         if self.top_entropy_quantile < 1.0:
             token_mask = self.get_high_entropy_mask(entropies, mask, 1 - self.top_entropy_quantile)
-        scores, local = self._sequence_stats(inputs, per_token_logps, entropies, mask, token_mask)
+        # Without a stored pi_old (one optimizer step per generation batch), pi_old is the current policy.
+        old_per_token_logps = inputs.get("old_per_token_logps")
+        if old_per_token_logps is None:
+            old_per_token_logps = per_token_logps.detach()
+        maskf = mask.to(per_token_logps.dtype)
+        ref_kl = None if self.beta == 0.0 else self._reference_kl(inputs, per_token_logps, old_per_token_logps, maskf)
+        scores = sequence_scores(per_token_logps, old_per_token_logps, mask, token_mask)
+        local = self._sequence_stats(inputs, scores, per_token_logps, old_per_token_logps, entropies, maskf, ref_kl)
         table = self._gather_stats(local, inputs)
         batch_loss, weights = self._loss_and_weights(table)
         loss = self._surrogate(scores, weights, batch_loss, local.score.numel())
 
-        maskf = mask.to(per_token_logps.dtype)
-        if self.beta != 0.0:
-            loss = (
-                loss
-                + self.beta
-                * (self._ref_kl(inputs, per_token_logps) * maskf).sum(-1).div(maskf.sum(-1).clamp(min=1.0)).mean()
-            )
+        if ref_kl is not None:  # GRPO's aggregation ("grpo"): token mean per sequence, then mean over sequences
+            loss = loss + self.beta * ((ref_kl * maskf).sum(-1) / maskf.sum(-1).clamp(min=1.0)).mean()
         if self._entropy_bonus_enabled:
             bonus_mask = maskf if token_mask is None else maskf * token_mask
             loss = loss - self._entropy_coef_now(entropies, bonus_mask, mode) * (entropies * bonus_mask).sum() / (
@@ -268,18 +279,22 @@ class REALTrainer(GRPOTrainer):
         self._log_loss_statistics(table, weights, mode)
         return loss
 
-    def _sequence_stats(self, inputs, per_token_logps, entropies, mask, token_mask):
-        """The scores (with their graph) and the `SequenceStats` of this process's rows."""
-        # Without a stored pi_old (one optimizer step per generation batch), pi_old is the current policy.
-        old_per_token_logps = inputs.get("old_per_token_logps")
-        if old_per_token_logps is None:
-            old_per_token_logps = per_token_logps.detach()
-        scores = sequence_scores(per_token_logps, old_per_token_logps, mask, token_mask)
-        maskf = mask.to(per_token_logps.dtype)
+    def _reference_kl(self, inputs, per_token_logps, old_per_token_logps, maskf) -> torch.Tensor:
+        """GRPO's per-token KL penalty: k3 to the reference model, times the importance ratio pi_theta / pi_old
+        (token- or sequence-level, as `importance_sampling_level` says) when `use_bias_correction_kl` is on."""
+        ratio = None
+        if self.args.use_bias_correction_kl:
+            if self.importance_sampling_level == "sequence":
+                ratio = torch.exp(sequence_scores(per_token_logps, old_per_token_logps, maskf)).unsqueeze(-1)
+            else:
+                ratio = torch.exp(per_token_logps - old_per_token_logps)
+        return reference_kl(per_token_logps, inputs["ref_per_token_logps"], ratio)
+
+    def _sequence_stats(
+        self, inputs, scores, per_token_logps, old_per_token_logps, entropies, maskf, ref_kl
+    ) -> SequenceStats:
+        """The `SequenceStats` of this process's rows."""
         log_ratio = (per_token_logps.detach() - old_per_token_logps) * maskf
-        ref_kl_sum = torch.zeros_like(scores)
-        if self.beta != 0.0:
-            ref_kl_sum = (self._ref_kl(inputs, per_token_logps.detach()) * maskf).sum(-1)
         stats = SequenceStats(
             score=scores.detach(),
             label=inputs["real_labels"],
@@ -288,11 +303,11 @@ class REALTrainer(GRPOTrainer):
             entropy_sum=(entropies.detach() * maskf).sum(-1),
             num_tokens=maskf.sum(-1),
             approx_kl_sum=((torch.expm1(log_ratio) - log_ratio) * maskf).sum(-1),
-            ref_kl_sum=ref_kl_sum,
+            ref_kl_sum=torch.zeros_like(scores) if ref_kl is None else (ref_kl.detach() * maskf).sum(-1),
         )
         if "real_placeholder" in inputs:  # a pass that only keeps the processes in step: no rows
-            stats = SequenceStats.from_table(stats.to_table()[:0])
-        return scores, stats
+            return SequenceStats.from_table(stats.to_table()[:0])
+        return stats
 
     def _gather_stats(self, local: SequenceStats, inputs) -> SequenceStats:
         """The statistics of the whole global micro-batch, on every process; slot p holds process p's rows."""
@@ -302,8 +317,8 @@ class REALTrainer(GRPOTrainer):
         rows_max = inputs.get("real_rows_max")
         if rows_max is None:  # evaluation: sizes are not planned
             rows_max = self.accelerator.gather(torch.tensor([table.size(0)], device=table.device)).max()
-        padding = SequenceStats.padding(int(rows_max) - table.size(0), table.device)
-        return SequenceStats.from_table(self.accelerator.gather(torch.cat([table, padding])))
+        blank = SequenceStats.blank_table(int(rows_max) - table.size(0), table.device)
+        return SequenceStats.from_table(self.accelerator.gather(torch.cat([table, blank])))
 
     def _loss_and_weights(self, table: SequenceStats) -> tuple[torch.Tensor, torch.Tensor]:
         """The loss of the global micro-batch and its exact weights dL/ds, the same on every process."""
@@ -325,14 +340,10 @@ class REALTrainer(GRPOTrainer):
         surrogate = self.accelerator.num_processes * (local_weights * scores).sum()
         return surrogate - surrogate.detach() + batch_loss.to(scores.dtype)
 
-    @staticmethod
-    def _ref_kl(inputs, per_token_logps):
-        ref_gap = inputs["ref_per_token_logps"] - per_token_logps
-        return torch.exp(ref_gap) - ref_gap - 1
-
     def _entropy_coef_now(self, entropies, bonus_mask, mode) -> float:
         """The entropy coefficient for this micro-step, as GRPOTrainer sets it (static, or adaptive: on only
-        while the last optimizer step's world entropy was at or below `entropy_target`)."""
+        while the last optimizer step's world entropy was at or below `entropy_target`). GRPOTrainer runs its
+        controller inline in `_compute_loss`; tests/test_trainer.py checks this one against it."""
         coef = self.entropy_coef
         if self.use_adaptive_entropy:
             if self._last_world_entropy > self.args.entropy_target:
@@ -377,3 +388,38 @@ class REALTrainer(GRPOTrainer):
 
 def _mean(values: torch.Tensor) -> float:
     return values.mean().item() if values.numel() else float("nan")
+
+
+_IMAGE_REFUSAL = (
+    "loss_type={loss_type!r} does not take image inputs ({where} has them): use a TRL loss type for "
+    "vision-language training"
+)
+
+
+def _refuse_images(train_dataset, eval_dataset, loss_type: str) -> None:
+    """The REAL losses move rows between processes and micro-steps, which GRPO's image tensors do not
+    support: refuse a dataset that carries images, at construction."""
+    named = {"train_dataset": train_dataset}
+    if isinstance(eval_dataset, dict):
+        named |= {f"eval_dataset[{key!r}]": value for key, value in eval_dataset.items()}
+    else:
+        named["eval_dataset"] = eval_dataset
+    for where, dataset in named.items():
+        columns = getattr(dataset, "column_names", None) or []
+        image_columns = [column for column in IMAGE_COLUMNS if column in columns]
+        if image_columns or _prompt_has_image(dataset):
+            raise ValueError(_IMAGE_REFUSAL.format(loss_type=loss_type, where=where))
+
+
+def _prompt_has_image(dataset) -> bool:
+    """Whether the first prompt of a map-style dataset has an image part (`{"type": "image"}`) in a message."""
+    if dataset is None or not hasattr(dataset, "__getitem__") or "prompt" not in (dataset.column_names or []):
+        return False
+    prompt = dataset[0]["prompt"] if len(dataset) else None
+    messages = prompt if isinstance(prompt, list) else []
+    return any(
+        isinstance(part, dict) and part.get("type") == "image"
+        for message in messages
+        if isinstance(message, dict) and isinstance(message.get("content"), list)
+        for part in message["content"]
+    )

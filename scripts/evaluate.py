@@ -1,9 +1,11 @@
 """Evaluate checkpoints on the paper's benchmarks (see docs/evaluation.md).
 
-    python scripts/evaluate.py --model_name_or_path outputs/DeepSeek-R1-Distill-Qwen-1.5B/real_deepscaler/checkpoint-5600
+    python scripts/evaluate.py \
+        --model_name_or_path outputs/DeepSeek-R1-Distill-Qwen-1.5B/real_deepscaler/checkpoint-5600
     python scripts/evaluate.py --model_name_or_path REAL=outputs/real/checkpoint-5600 \
         base=deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B --data_parallel_size 8 --grader paper --output_dir outputs/eval
-    python scripts/evaluate.py --model_name_or_path real_trl.tiny --benchmarks aime24 --n 2 --max_new_tokens 32 --limit 4
+    python scripts/evaluate.py --model_name_or_path real_trl.tiny --benchmarks aime24 --n 2 \
+        --max_new_tokens 32 --limit 4
 """
 
 import sys
@@ -21,7 +23,7 @@ from real_trl.evaluation import (
     evaluate_model,
     resolve_benchmarks,
 )
-from real_trl.tables import results_table
+from real_trl.evaluation.tables import results_table
 
 DESCRIPTION = """\
 Sample n completions per problem of the paper's benchmarks (the files shipped in real_trl/benchmarks/,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from real_trl.cli import fail, parse
-from real_trl.tables import comparison_table, load_summary
+from real_trl.evaluation.tables import comparison_table, load_summary
 
 DESCRIPTION = """\
 Put evaluation summaries (written by scripts/evaluate.py) beside the paper's Table 1 (DeepSeek-R1-Distill-

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from helpers import parity_reward, rollout
 
 from real_trl import REALConfig, REALTrainer
 from real_trl.tiny import build_tiny_model, build_tiny_tokenizer
+
+from helpers import parity_reward, rollout
 
 
 def allow_fsdp_on_cpu():
@@ -44,7 +45,7 @@ def sparse_reward(completions, prompts, **kwargs):
     steps none at all, so skipping leaves processes with nothing to train on."""
     return [
         float(len(c[0]["content"]) % 2) if int(p[0]["content"].split()[-1]) % 8 == 0 else 0.0
-        for c, p in zip(completions, prompts)
+        for c, p in zip(completions, prompts, strict=True)
     ]
 
 

@@ -63,4 +63,4 @@ def run_help(script: str, modules: tuple[str, ...] = ("torch",)) -> tuple[int, s
     if len(words) != 2 + len(modules) or words[0] != "exit":
         raise AssertionError(f"{script} --help did not exit cleanly:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     code = 0 if words[1] == "None" else int(words[1])
-    return code, done.stdout, dict(zip(modules, (word == "True" for word in words[2:])))
+    return code, done.stdout, dict(zip(modules, (word == "True" for word in words[2:]), strict=True))

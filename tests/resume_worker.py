@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from datasets import Dataset
-from helpers import parity_reward, rollout
 
 from real_trl import REALConfig, REALTrainer
 from real_trl.tiny import build_tiny_model, build_tiny_tokenizer
+
+from helpers import parity_reward, rollout
 
 MAX_STEPS = 8  # two epochs of four optimizer steps
 SAVE_STEPS = 2  # the optimizer steps of one generation batch

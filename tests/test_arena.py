@@ -7,16 +7,18 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import run_help
 
 import real_trl.arena.runs
 import real_trl.arena.sft
+from real_trl.arena.heldout import habit_shares
 from real_trl.arena.report import choose_learning_rates, markdown_table, merge_results, summarize, write_results
 from real_trl.arena.runs import run_arena
 from real_trl.arena.settings import ArenaConfig
 from real_trl.arena.sft import warm_start, warm_start_target
 from real_trl.arena.task import LEVELS, build_splits, prompt_messages, reference_completion, rl_split
 from real_trl.rewards import make_math_reward
+
+from helpers import run_help
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT = ArenaConfig(
@@ -54,7 +56,7 @@ def test_every_reference_scores_one_and_a_perturbed_one_zero():
     assert reward(conversational, answers) == [1.0] * len(problems)
     perturbed = [reference_completion(str(int(a) + 1)) for a in answers]
     assert reward(perturbed, answers) == [0.0] * len(problems)
-    assert reward([a for a in answers], answers) == [0.0] * len(problems)  # no \boxed{}, no answer
+    assert reward(list(answers), answers) == [0.0] * len(problems)  # no \boxed{}, no answer
 
 
 def test_splits_are_fixed_disjoint_and_mixed():
@@ -195,9 +197,18 @@ def test_demo_prints_held_out_accuracy_before_and_after(scripts, short_arena, tm
     assert asked == {"max_steps": 4, "methods": ("real",), "cache_dir": "c"}
     out = capsys.readouterr().out
     before, after = results["warm_start"], results["runs"][0]["eval"]
-    assert f"{before['sampled']:.3f} -> {after['sampled'][-1]:.3f}" in out
-    assert f"held-out accuracy (greedy):          {before['greedy']:.3f} -> {after['greedy'][-1]:.3f}" in out
+    for key, label in (("unboxed", "without \\boxed{}"), ("off_by_one", "off by one"), ("greedy", "greedy")):
+        line = next(line for line in out.splitlines() if label in line)
+        assert f"{before[key]:.3f} -> {after[key][-1]:.3f}" in line
+        moved_as_rl_should = after[key][-1] > before[key] if key == "greedy" else after[key][-1] < before[key]
+        assert line.endswith(("rose", "dropped")) == moved_as_rl_should, line
+    assert "the directions are what to check" in out
     assert (tmp_path / "demo" / "arena.md").exists()
+
+
+def test_habits_are_measured_on_what_the_verifier_sees():
+    shares = habit_shares(["\\boxed{13}", "12", "\\boxed{12}", "the answer is \\boxed{13}"], ["12"] * 4)
+    assert shares == {"unboxed": 0.25, "off_by_one": 0.5}
 
 
 def test_default_outputs_are_git_ignored_and_untracked(scripts):

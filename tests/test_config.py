@@ -1,3 +1,4 @@
+import warnings
 from dataclasses import fields
 
 import pytest
@@ -83,9 +84,14 @@ def test_cpu_machines_default_to_float32(monkeypatch):
     assert REALConfig(output_dir="out", per_device_train_batch_size=4, num_generations=4, report_to=[]).bf16 is False
 
 
-def test_entropy_controls_are_supported():
-    config = make(use_adaptive_entropy=True, top_entropy_quantile=0.2)
-    assert config.use_adaptive_entropy and config.top_entropy_quantile == 0.2
+def test_settings_the_real_losses_apply_are_not_reported_as_ignored():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the "ignores these GRPO-only settings" warning would fail here
+        make(use_adaptive_entropy=True, top_entropy_quantile=0.2, entropy_coef=0.01, beta=0.01)
+        # the bias-corrected KL uses GRPO's importance ratio, at the importance_sampling_level asked for
+        make(beta=0.01, use_bias_correction_kl=True, importance_sampling_level="sequence")
+    with pytest.warns(UserWarning, match=r"ignores these GRPO-only settings: importance_sampling_level='sequence'"):
+        make(beta=0.01, use_bias_correction_kl=False, importance_sampling_level="sequence")
 
 
 def test_fields_carry_help_text():

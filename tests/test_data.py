@@ -79,9 +79,15 @@ def test_verl_layout_in_every_stored_form(tmp_path, form):
         table = pa.table({"prompt": [p.tolist() for p in prompts], "reward_model": rm})
     else:
         if form == "json_strings":
-            enc = lambda v: json.dumps(decode(v))
+
+            def enc(v):
+                return json.dumps(decode(v))
+
         elif form == "python_repr":
-            enc = lambda v: repr(decode(v))
+
+            def enc(v):
+                return repr(decode(v))
+
         else:
             enc = repr  # str(pandas cell): "array([...], dtype=object)" and "{'ground_truth': array(...)}"
         table = pa.table({"prompt": [enc(p) for p in prompts], "reward_model": [enc(r) for r in reward_models]})
@@ -147,21 +153,21 @@ def test_prompt_length_filter(tmp_path, caplog):
 
 
 def test_bad_input_errors(tmp_path):
-    with pytest.raises(ValueError, match="unknown dataset 'gsm9k'.*deepscaler"):
+    with pytest.raises(ValueError, match=r"unknown dataset 'gsm9k'.*deepscaler"):
         load_named_dataset("gsm9k")
     missing = write_jsonl(tmp_path / "missing.jsonl", [{"problem": "q", "label": "1"}])
     with pytest.raises(ValueError, match=r"answer column.*found columns \['label', 'problem'\]"):
         load_named_dataset("m", missing)
     (tmp_path / "empty.jsonl").write_text("")
-    with pytest.raises(ValueError, match="empty.jsonl is empty"):
+    with pytest.raises(ValueError, match=r"empty\.jsonl is empty"):
         load_named_dataset("e", tmp_path / "empty.jsonl")
     (tmp_path / "broken.parquet").write_bytes(b"not a parquet file")
-    with pytest.raises(ValueError, match="cannot read .*broken.parquet"):
+    with pytest.raises(ValueError, match=r"cannot read .*broken\.parquet"):
         load_named_dataset("b", tmp_path / "broken.parquet")
     with pytest.raises(ValueError, match="does not exist"):
         load_named_dataset("aime24", tmp_path / "nowhere")
     (tmp_path / "notes.txt").write_text("hi")
-    with pytest.raises(ValueError, match="use a .parquet, .jsonl or .json file"):
+    with pytest.raises(ValueError, match=r"use a \.parquet, \.jsonl or \.json file"):
         load_named_dataset("n", tmp_path / "notes.txt")
     (tmp_path / "sub").mkdir()
     with pytest.raises(ValueError, match="holds no file named aime24"):

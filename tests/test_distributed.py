@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import free_port
 
 from real_trl.tiny import build_tiny_model
+
+from helpers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +60,10 @@ def _env():
 
 
 def _run(launcher: list[str], out: Path, cases: dict, factor: int, skip: bool) -> None:
-    args = [f"{name}={_spec(case, skip, factor)}" for name, case in cases.items()]
+    _launch(launcher, out, [f"{name}={_spec(case, skip, factor)}" for name, case in cases.items()])
+
+
+def _launch(launcher: list[str], out: Path, args: list[str]) -> None:
     result = subprocess.run(
         [*launcher, str(WORKER), str(out), *args], env=_env(), capture_output=True, text=True, check=False
     )
@@ -79,29 +83,40 @@ def _torchrun(nproc):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def one_process(tmp_path_factory):
+    """Every case on one process holding twice the per-device batch, with skipping off (`CASE-noskip`, the
+    reference) and on (`CASE-skip`): one launch."""
     out = tmp_path_factory.mktemp("single_process")
-    _run(_torchrun(1), out, CASES, factor=2, skip=False)
+    args = [
+        f"{name}-{mode}={_spec(case, mode == 'skip', per_device_factor=2)}"
+        for name, case in CASES.items()
+        for mode in ("noskip", "skip")
+    ]
+    _launch(_torchrun(1), out, args)
     return out
 
 
 @pytest.fixture(scope="module")
-def one_process_skipping(tmp_path_factory):
-    out = tmp_path_factory.mktemp("single_process_skip")
-    _run(_torchrun(1), out, CASES, factor=2, skip=True)
-    return out
+def reference(one_process):
+    return {name: one_process / f"{name}-noskip" for name in CASES}
+
+
+@pytest.fixture(scope="module")
+def one_process_skipping(one_process):
+    return {name: one_process / f"{name}-skip" for name in CASES}
 
 
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
     _run(_torchrun(2), out, CASES, factor=1, skip=True)
-    return out
+    return {name: out / name for name in CASES}
 
 
-def _assert_same_update(reference_file: Path, candidate_file: Path):
+def _assert_same_update(reference_run: Path, candidate_run: Path):
+    """The parameters saved by two runs (paths without the .pt suffix) took the same update."""
     initial = build_tiny_model(seed=0).state_dict()
-    ref, got = torch.load(reference_file), torch.load(candidate_file)
+    ref, got = torch.load(f"{reference_run}.pt"), torch.load(f"{candidate_run}.pt")
     assert ref.keys() == got.keys()
     largest_update = max((ref[k] - initial[k]).abs().max().item() for k in ref)
     assert largest_update > 1e-2, "the run did not train: the comparison would be vacuous"
@@ -111,34 +126,38 @@ def _assert_same_update(reference_file: Path, candidate_file: Path):
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_skipping_rows_without_signal_changes_no_update(case, reference, one_process_skipping):
-    _assert_same_update(reference / f"{case}.pt", one_process_skipping / f"{case}.pt")
+    _assert_same_update(reference[case], one_process_skipping[case])
 
 
 @pytest.mark.parametrize("case", ["sparse_signal", "sparse_signal_bce"])
 def test_sparse_cases_leave_micro_steps_without_rows(case, reference, one_process_skipping, two_processes):
     # the cases above must really cover optimizer steps with no signal (placeholder passes on every process)
-    assert int((reference / f"{case}.placeholders").read_text()) == 0
-    assert int((one_process_skipping / f"{case}.placeholders").read_text()) >= 2
-    assert int((two_processes / f"{case}.placeholders").read_text()) >= 2
+    def placeholders(run: Path) -> int:
+        return int(Path(f"{run}.placeholders").read_text())
+
+    assert placeholders(reference[case]) == 0
+    assert placeholders(one_process_skipping[case]) >= 2
+    assert placeholders(two_processes[case]) >= 2
 
 
 @pytest.mark.parametrize("case", [name for name in CASES if name not in WITHIN_LAYOUT])
 def test_two_processes_match_one(case, reference, two_processes):
-    _assert_same_update(reference / f"{case}.pt", two_processes / f"{case}.pt")
+    _assert_same_update(reference[case], two_processes[case])
 
 
 @pytest.mark.parametrize("case", WITHIN_LAYOUT)
 def test_skipping_changes_no_update_on_two_processes(case, two_processes, tmp_path):
     _run(_torchrun(2), tmp_path, {case: CASES[case]}, factor=1, skip=False)
-    _assert_same_update(tmp_path / f"{case}.pt", two_processes / f"{case}.pt")
+    _assert_same_update(tmp_path / case, two_processes[case])
 
 
 ACCELERATE_CONFIGS = {
     "zero2": "distributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 2\n  zero3_init_flag: false\n",
     "zero3": "distributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 3\n  zero3_init_flag: false\n"
     "  zero3_save_16bit_model: true\n",
-    "fsdp2": "distributed_type: FSDP\nfsdp_config:\n  fsdp_version: 2\n  fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP\n"
-    "  fsdp_reshard_after_forward: true\n  fsdp_state_dict_type: FULL_STATE_DICT\n  fsdp_cpu_ram_efficient_loading: false\n",
+    "fsdp2": "distributed_type: FSDP\nfsdp_config:\n  fsdp_version: 2\n"
+    "  fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP\n  fsdp_reshard_after_forward: true\n"
+    "  fsdp_state_dict_type: FULL_STATE_DICT\n  fsdp_cpu_ram_efficient_loading: false\n",
 }
 
 
@@ -154,4 +173,4 @@ def test_sharded_backends_match_one_process(backend, reference, tmp_path):
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)]
     _run(launcher, tmp_path, {name: CASES[name] for name in SHARDED_CASES}, factor=1, skip=True)
     for name in SHARDED_CASES:
-        _assert_same_update(reference / f"{name}.pt", tmp_path / f"{name}.pt")
+        _assert_same_update(reference[name], tmp_path / name)

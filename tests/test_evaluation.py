@@ -361,7 +361,7 @@ def test_bad_inputs(tmp_path):
         evaluate_model(str(tmp_path / "no-such-checkpoint"), ["aime24"], tmp_path / "out")
     with pytest.raises(UsageError, match="unknown grader 'deepscaler'"):
         evaluate_model("real_trl.tiny", ["aime24"], tmp_path / "out", grader="deepscaler")
-    with pytest.raises(UsageError, match="unknown benchmark 'aime2024'.*aime24_hub"):
+    with pytest.raises(UsageError, match=r"unknown benchmark 'aime2024'.*aime24_hub"):
         resolve_benchmarks(["aime2024"])
     with pytest.raises(UsageError, match="does not exist"):
         resolve_benchmarks([f"aime24={tmp_path / 'missing.parquet'}"])
@@ -514,7 +514,7 @@ class Oracle(FakeBackend):
     def __init__(self, dataset, wrong=False):
         super().__init__([])
         ids = render_prompts(self.tokenizer, dataset["prompt"])
-        self.answers = {tuple(i): a for i, a in zip(ids, dataset["answer"])}
+        self.answers = {tuple(i): a for i, a in zip(ids, dataset["answer"], strict=True)}
         self.wrong = wrong
 
     def problems_per_call(self, protocol):

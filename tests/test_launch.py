@@ -13,12 +13,12 @@ import httpx2
 import huggingface_hub
 import pytest
 import torch
-from helpers import free_port
 from huggingface_hub.errors import RepositoryNotFoundError
 
-from real_trl import launch, preflight, run_dir
+from real_trl import models
 from real_trl.cli import UsageError
-from real_trl.launch import (
+from real_trl.launch import launcher, run_dir
+from real_trl.launch.launcher import (
     build_arguments,
     check_launch,
     cpu_threads_per_process,
@@ -27,8 +27,10 @@ from real_trl.launch import (
     parse_args,
     trainer_model,
 )
-from real_trl.recipe import build_parser
+from real_trl.launch.recipe import build_parser
 from real_trl.tiny import build_tiny_tokenizer
+
+from helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_RECIPE = ROOT / "recipes/DeepSeek-R1-Distill-Qwen-1.5B/real_deepscaler.yaml"
@@ -115,7 +117,7 @@ def test_every_problem_the_launcher_sees_is_reported_together(tmp_path, without_
         f"model path {tmp_path / 'missing'} does not exist",
     ]
     assert len(problems) == len(expected), problems
-    for problem, start in zip(problems, expected):
+    for problem, start in zip(problems, expected, strict=True):
         assert problem.startswith(start)
 
 
@@ -139,19 +141,22 @@ def test_any_dataset_name_with_a_local_path(tmp_path):
     assert (script_args.dataset_name, script_args.dataset_path) == ("mine", str(tmp_path))
 
 
-def test_script_prints_one_line_and_exits_2(tmp_path):
-    result = _run([sys.executable, "scripts/train.py", *smoke(tmp_path, "--tau", "abc")])
-    assert (result.returncode, result.stderr) == (2, "error: flag --tau: 'abc' is not a number\n")
+def test_script_prints_one_line_and_exits_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(smoke(tmp_path, "--tau", "abc"))
+    assert (stopped.value.code, capsys.readouterr().err) == (2, "error: flag --tau: 'abc' is not a number\n")
 
 
-def test_under_a_launcher_the_problems_are_framed(tmp_path):
+def test_under_a_launcher_the_problems_are_framed(tmp_path, monkeypatch, capsys):
     # WORLD_SIZE and LOCAL_RANK are what accelerate launch / torchrun export; no process group exists yet.
-    result = _run([sys.executable, "scripts/train.py", "--config", str(REAL_RECIPE), "--output_dir", str(tmp_path),
-                   "--use_vllm", "false", "--model_name_or_path", "real_trl.tiny"],
-                  WORLD_SIZE="6", RANK="0", LOCAL_RANK="0")  # fmt: skip
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2
-    assert lines[0] == lines[-1] == launch.BANNER
+    for name, value in {"WORLD_SIZE": "6", "RANK": "0", "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as stopped:
+        main(["--config", str(REAL_RECIPE), "--output_dir", str(tmp_path), "--use_vllm", "false",
+              "--model_name_or_path", "real_trl.tiny"])  # fmt: skip
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert stopped.value.code == 2
+    assert lines[0] == lines[-1] == launcher.BANNER
     assert lines[1].startswith("error: batch arithmetic does not divide for 6 processes: per_device_eval_batch_size")
     assert lines[2].startswith("(nothing was loaded;")
 
@@ -161,16 +166,16 @@ def test_under_a_launcher_the_problems_are_framed(tmp_path):
 
 @pytest.mark.parametrize("name", ["./nope", "/no/such/model", "~/nope/", "a/b/c"])
 def test_missing_local_model_path(name):
-    assert preflight.model_problem(name) == f"model path {name} does not exist"
+    assert models.model_problem(name) == f"model path {name} does not exist"
 
 
 def test_folder_without_a_model(tmp_path):
-    assert "has no config.json" in preflight.model_problem(str(tmp_path))
+    assert "has no config.json" in models.model_problem(str(tmp_path))
 
 
 def test_hub_id_offline_and_not_cached(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    problem = preflight.model_problem("no-such-org/no-such-model")
+    problem = models.model_problem("no-such-org/no-such-model")
     assert problem.startswith("model no-such-org/no-such-model is not in the local Hugging Face cache and "
                               "HF_HUB_OFFLINE is set")  # fmt: skip
 
@@ -190,23 +195,24 @@ def _online(monkeypatch, error: Exception) -> list:
 
 def test_unreachable_hub_says_how_to_work_offline(monkeypatch):
     calls = _online(monkeypatch, httpx2.ConnectError("Name or service not known"))
-    assert preflight.model_problem("org/model") == (
+    assert models.model_problem("org/model") == (
         "cannot reach the Hugging Face Hub to fetch model org/model (ConnectError); to work offline, download the "
         "model once (or give a local folder) and set HF_HUB_OFFLINE=1"
     )
-    assert calls == [("org/model", preflight.HUB_TIMEOUT_S)]  # one call, with a short timeout
+    assert calls == [("org/model", models.HUB_TIMEOUT_S)]  # one call, with a short timeout
 
 
 def test_hub_typos_are_named(monkeypatch):
     response = httpx2.Response(404, request=httpx2.Request("GET", "https://huggingface.co/api/models/x"))
     _online(monkeypatch, RepositoryNotFoundError("not found", response=response))
-    assert preflight.model_problem("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5") == (
-        "no model deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5 on the Hugging Face Hub; check the id, or give a local folder"
+    assert models.model_problem("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5") == (
+        "no model deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5 on the Hugging Face Hub; "
+        "check the id, or give a local folder"
     )
     # a typo of the built-in model is answered without asking the Hub
-    monkeypatch.setattr(preflight.huggingface_hub, "model_info", lambda *a, **k: pytest.fail("asked the Hub"))
+    monkeypatch.setattr(models.huggingface_hub, "model_info", lambda *a, **k: pytest.fail("asked the Hub"))
     assert (
-        preflight.model_problem("real_trl.tiny_")
+        models.model_problem("real_trl.tiny_")
         == "unknown built-in model real_trl.tiny_: the one built in is real_trl.tiny"
     )
 
@@ -286,7 +292,7 @@ def test_dry_run_prints_the_plan_and_loads_nothing(tmp_path, monkeypatch, capsys
         raise AssertionError("a dry run loaded something")
 
     for name in ("load_tokenizer", "load_datasets", "trainer_model", "train"):
-        monkeypatch.setattr(launch, name, refuse)
+        monkeypatch.setattr(launcher, name, refuse)
     main(["--config", str(REAL_RECIPE), "--output_dir", str(tmp_path), "--model_name_or_path", "real_trl.tiny",
           "--use_vllm", "false", "--dry_run", "--accelerate_config", "accelerate_configs/zero2.yaml"])  # fmt: skip
     text = capsys.readouterr().out
@@ -315,7 +321,7 @@ def test_cpu_threads_count_the_reward_workers(monkeypatch):
     assert cpu_threads_per_process(cores=2, local_processes=1, reward_workers=2) == 1
     assert cpu_threads_per_process(cores=64, local_processes=2, reward_workers=3) == 8
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert launch.set_cpu_threads() is None  # the user's choice stands
+    assert launcher.set_cpu_threads() is None  # the user's choice stands
 
 
 # -- the smoke recipe end to end ------------------------------------------------------------------------
@@ -334,7 +340,8 @@ def _train(launcher: list[str], output_dir: Path, *overrides: str) -> str:
 
 def _accelerate(config: str, num_processes: int) -> list[str]:
     return [str(BIN / "accelerate"), "launch", "--config_file", f"accelerate_configs/{config}.yaml",
-            "--num_processes", str(num_processes), "--mixed_precision", "no", "--main_process_port", str(free_port())]  # fmt: skip
+            "--num_processes", str(num_processes), "--mixed_precision", "no",
+            "--main_process_port", str(free_port())]  # fmt: skip
 
 
 def _log(folder: Path) -> list[dict]:

@@ -1,4 +1,5 @@
 import math
+from dataclasses import fields
 
 import pytest
 import torch
@@ -6,7 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from real_trl.losses import (
+    LOSSES,
+    SequenceStats,
     bce_loss,
+    group_has_signal,
     real_gradient_weights,
     real_loss,
     real_product_loss,
@@ -21,7 +25,7 @@ from real_trl.losses import (
 def _groups(scores, labels, group_ids):
     """{group: (positive scores, negative scores)}; excluded samples are dropped."""
     out = {}
-    for s, y, g in zip(scores.tolist(), labels.tolist(), group_ids.tolist()):
+    for s, y, g in zip(scores.tolist(), labels.tolist(), group_ids.tolist(), strict=True):
         pos, neg = out.setdefault(g, ([], []))
         if y == 1:
             pos.append(s)
@@ -230,3 +234,31 @@ def test_group_mean_labels_any_reward_scale():
     labels = rewards_to_labels(rewards, rule="group_mean", group_size=4)
     # group 1: mean 5 -> below, above, tie, tie; group 2: all equal -> no signal; None stays excluded
     assert labels.tolist() == [0, 1, -1, -1, -1, -1, -1, -1]
+
+
+def test_blank_rows_of_the_statistics_change_neither_the_loss_nor_the_metrics():
+    stats = SequenceStats(*(torch.rand(4, dtype=torch.float64) for _ in fields(SequenceStats)))
+    stats.label, stats.group = torch.tensor([1.0, 0.0, 1.0, 0.0]), torch.tensor([3.0, 3.0, 5.0, 5.0])
+    stats.denominator = torch.full((4,), 2.0, dtype=torch.float64)
+    table = stats.to_table()
+    blank = SequenceStats.blank_table(3, "cpu")
+    assert blank.shape == (3, len(fields(SequenceStats)))
+    padded = SequenceStats.from_table(torch.cat([table, blank]))
+    scores = padded.score.clone().requires_grad_(True)
+    for loss in LOSSES.values():
+        value = loss(scores, padded.label.long(), padded.group.long(), 0.5, padded.denominator)
+        (grad,) = torch.autograd.grad(value, scores)
+        expected = loss(stats.score, stats.label.long(), stats.group.long(), 0.5, stats.denominator)
+        torch.testing.assert_close(value.detach(), expected)
+        assert (grad[4:] == 0).all()
+    for name in ("entropy_sum", "num_tokens", "approx_kl_sum", "ref_kl_sum"):
+        assert getattr(padded, name).sum() == getattr(stats, name).sum()
+
+
+def test_a_group_has_signal_when_it_has_a_positive_and_a_negative():
+    labels = torch.tensor([1, 0, 1, 1, 0, -1, 1, -1, 0, 0])
+    group_ids = torch.tensor([7, 7, 2, 2, 4, 4, 9, 9, 9, 9])
+    has_signal, group_index = group_has_signal(labels, group_ids)
+    assert has_signal.tolist() == [False, False, True, True]  # groups 2, 4, 7, 9 in ascending order
+    assert group_index.tolist() == [2, 2, 0, 0, 1, 1, 3, 3, 3, 3]
+    assert signal_rows(labels, group_ids).tolist() == [True, True, False, False, False, False, True, False, True, True]

@@ -3,10 +3,11 @@
 import pytest
 import sympy
 import sympy.parsing.sympy_parser
-from helpers import r1
 
 from real_trl.rewards import extract_paper_answer, make_paper_math_reward, paper_math_reward
 from real_trl.rewards.paper_grader import Unsupported, equivalent, mathd_normalise, to_sympy
+
+from helpers import r1
 
 local_reward = make_paper_math_reward(num_workers=0)
 
@@ -94,7 +95,7 @@ CASES = [
 
 def test_equivalence_rules():
     scores = local_reward([r1(pred) for _, pred, _ in CASES], [ref for ref, _, _ in CASES])
-    wrong = [(ref, pred, want, got) for (ref, pred, want), got in zip(CASES, scores) if got != want]
+    wrong = [(ref, pred, want, got) for (ref, pred, want), got in zip(CASES, scores, strict=True) if got != want]
     assert not wrong
 
 

@@ -5,11 +5,9 @@ import dataclasses
 import pytest
 from trl import ModelConfig
 
-from real_trl import plan
-from real_trl.config import REAL_LOSS_TYPES, REALConfig
-from real_trl.engine import Engine, decide_precision, engine_from_accelerate_config, engine_from_environment
-from real_trl.layout import check_layout
-from real_trl.plan import (
+from real_trl.config import REALConfig
+from real_trl.launch.engine import Engine, decide_precision, engine_from_accelerate_config, engine_from_environment
+from real_trl.launch.plan import (
     DEFAULTS,
     PlanError,
     RunPlan,
@@ -19,6 +17,8 @@ from real_trl.plan import (
     schedule_problems,
     whole_group_problem,
 )
+from real_trl.layout import check_layout
+from real_trl.losses import REAL_LOSS_TYPES
 
 # The paper's batch on 8 processes, with its schedule (docs/method.md).
 PAPER = dict(  # noqa: C408 (field names as in a recipe)
@@ -38,11 +38,19 @@ def test_defaults_are_trl_defaults():
 
 
 def test_one_wording_for_the_whole_group_rule():
-    assert plan.REAL_LOSS_TYPES == REAL_LOSS_TYPES
     assert whole_group_problem(4, 8, 8) is None
     with pytest.raises(ValueError) as refused:
         check_layout(4, 3, 8)
     assert str(refused.value) == whole_group_problem(4, 3, 8)
+    with pytest.raises(ValueError) as refused_by_config:
+        REALConfig(
+            output_dir="out",
+            per_device_train_batch_size=2,
+            gradient_accumulation_steps=2,
+            num_generations=4,
+            report_to=[],
+        )
+    assert str(refused_by_config.value) == whole_group_problem(2, 1, 4)
 
 
 # -- batch arithmetic ------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import run_help
 
 import real_trl.plots
 from real_trl.losses import real_gradient_weights
@@ -16,6 +15,8 @@ from real_trl.plots import (
     plot_gradient_magnitudes,
     plot_training_dynamics,
 )
+
+from helpers import run_help
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +51,7 @@ def test_real_gradients_are_bounded_and_monotone(curves):
 def test_grpo_gradients_from_trl_show_clipping(curves):
     # Ratio e^s, advantage +-1, clip 0.2: a positive loses all gradient above ratio 1.2; a negative's
     # gradient is e^s, unbounded, and vanishes below ratio 0.8.
-    for s, pos, neg in zip(curves["s"], curves["grpo_positive"], curves["grpo_negative"]):
+    for s, pos, neg in zip(curves["s"], curves["grpo_positive"], curves["grpo_negative"], strict=True):
         assert pos == pytest.approx(math.exp(s) if s < math.log(1.2) else 0.0, abs=1e-12)
         assert neg == pytest.approx(math.exp(s) if s > math.log(0.8) else 0.0, abs=1e-12)
     assert max(curves["grpo_negative"]) == pytest.approx(math.exp(2.0))
@@ -133,7 +134,7 @@ def test_a_run_without_the_accuracy_reward_says_so(tmp_path):
 
 
 def test_missing_runs(tmp_path):
-    with pytest.raises(FileNotFoundError, match="trainer_state.json"):
+    with pytest.raises(FileNotFoundError, match=r"trainer_state\.json"):
         load_log_history(tmp_path)
     with pytest.raises(ValueError, match="No runs"):
         plot_training_dynamics({}, tmp_path / "x.png")

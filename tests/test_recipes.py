@@ -11,16 +11,20 @@ from transformers import HfArgumentParser
 from trl import ModelConfig
 
 from real_trl.config import REALConfig
-from real_trl.engine import Engine, engine_from_accelerate_config
-from real_trl.plan import RunPlan, batch_plan, plan_problems, whole_group_problem
-from real_trl.recipe import ScriptArguments, parse_recipe_and_flags
+from real_trl.launch.engine import Engine, engine_from_accelerate_config
+from real_trl.launch.plan import RunPlan, batch_plan, plan_problems, whole_group_problem
+from real_trl.launch.recipe import ScriptArguments, parse_recipe_and_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("DeepSeek-R1-Distill-Qwen-1.5B", "DeepSeek-R1-Distill-Qwen-7B")
 METHODS = ("real", "bce", "real_product", "grpo", "dapo", "gspo")
 PAPER_RECIPES = sorted((ROOT / "recipes").glob("DeepSeek-R1-Distill-Qwen-*/*.yaml"))
 SMOKE_RECIPE = ROOT / "recipes/smoke/real_toy.yaml"
-RECIPE_ID = lambda p: f"{p.parent.name}/{p.stem}"
+
+
+def recipe_id(path: Path) -> str:
+    return f"{path.parent.name}/{path.stem}"
+
 
 # docs/method.md, per method: loss, temperature, clip, importance-sampling level, KL. The baselines turn
 # TRL's vLLM importance-sampling correction off: the official code has none, and REAL ignores it.
@@ -104,7 +108,7 @@ def test_every_model_has_every_method():
     assert names == expected
 
 
-@pytest.mark.parametrize("recipe", PAPER_RECIPES, ids=RECIPE_ID)
+@pytest.mark.parametrize("recipe", PAPER_RECIPES, ids=recipe_id)
 def test_recipe_holds_paper_settings(recipe, monkeypatch):
     settings = read_settings(recipe)
     engine = engine_from_accelerate_config(str(accelerate_config_of(recipe)))
@@ -134,7 +138,7 @@ def test_recipe_holds_paper_settings(recipe, monkeypatch):
 @pytest.mark.parametrize(
     "recipe, num_processes",
     [(recipe, 8) for recipe in PAPER_RECIPES] + [(SMOKE_RECIPE, 1), (SMOKE_RECIPE, 2)],
-    ids=lambda value: RECIPE_ID(value) if isinstance(value, Path) else str(value),
+    ids=lambda value: recipe_id(value) if isinstance(value, Path) else str(value),
 )
 def test_checkpoints_and_validations_fall_on_generation_batches(recipe, num_processes):
     settings = read_settings(recipe)

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import free_port
 from resume_worker import RESUME_STEPS, run_case
 from safetensors.torch import load_file
 
 from real_trl import REALConfig
+
+from helpers import free_port
 
 WORKER = Path(__file__).with_name("resume_worker.py")
 CASES = [("sgd", "rollout"), ("adamw", "rollout"), ("sgd", "sample"), ("adamw", "sample")]
@@ -69,7 +70,7 @@ def test_resumed_run_matches_uninterrupted_run_on_two_processes(tmp_path):
 
 def test_save_steps_inside_a_generation_batch_is_refused(tmp_path):
     # 4 micro-steps per generation batch, 2 per optimizer step: checkpoints every 2 optimizer steps only
-    with pytest.raises(ValueError, match="save_steps .* multiple of the 2 optimizer steps"):
+    with pytest.raises(ValueError, match=r"save_steps .* multiple of the 2 optimizer steps"):
         REALConfig(
             output_dir=str(tmp_path),
             per_device_train_batch_size=4,

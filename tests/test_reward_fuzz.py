@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 import sympy
-from helpers import r1
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from real_trl.rewards import make_math_reward, make_paper_math_reward, pool
+
+from helpers import r1
 
 WORKERS = 2  # one shared pool for this module (the pool is keyed by pid and size)
 GRADERS = [make_math_reward, make_paper_math_reward]
@@ -88,7 +89,7 @@ def test_batch_budget_scores_the_rest_zero():
     # (1.5 s) ends, so the two good completions queued behind the towers are never verified.
     reward = make_math_reward(num_workers=WORKERS, timeout=1.0, batch_timeout=1.5)
     towers = [r1(rf"{k}^{{{k}^{{{k}^{{{k}}}}}}}") for k in (7, 8, 9, 11)]
-    scores = reward(towers + [r1("0.5"), r1("0.25")], ["5"] * 4 + [r"\frac{1}{2}", r"\frac{1}{4}"])
+    scores = reward([*towers, r1("0.5"), r1("0.25")], ["5"] * 4 + [r"\frac{1}{2}", r"\frac{1}{4}"])
     assert scores == [0.0] * 6
     assert reward.totals["timeouts"] == 6
 

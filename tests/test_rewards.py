@@ -5,8 +5,8 @@ import re
 
 import numpy as np
 import pytest
-from helpers import r1
 
+from real_trl.data import BENCHMARK_DIR, EVAL_BENCHMARKS
 from real_trl.rewards import (
     METRICS,
     REWARD_NAMES,
@@ -19,6 +19,8 @@ from real_trl.rewards import (
     reference_answers,
     think_then_boxed_reward,
 )
+
+from helpers import r1
 
 # In-process scoring: the comparisons are the subject here, the pool is tested in test_reward_fuzz.py.
 local_reward = make_math_reward(num_workers=0)
@@ -163,7 +165,9 @@ EQUIVALENCE_CASES = [
 def test_equivalence_over_answer_types():
     refs = [ref for ref, _, _ in EQUIVALENCE_CASES]
     scores = local_reward([r1(pred) for _, pred, _ in EQUIVALENCE_CASES], refs)
-    wrong = [(ref, pred, want, got) for (ref, pred, want), got in zip(EQUIVALENCE_CASES, scores) if got != want]
+    wrong = [
+        (ref, pred, want, got) for (ref, pred, want), got in zip(EQUIVALENCE_CASES, scores, strict=True) if got != want
+    ]
     assert not wrong
 
 
@@ -254,12 +258,12 @@ def test_module_level_rewards_extract():
 
 
 @pytest.mark.slow
-def test_all_benchmark_answers_round_trip(shared_data):
+def test_all_benchmark_answers_round_trip():
     """For each of the 1,590 benchmark problems: the reference boxed scores 1, another answer scores 0."""
     pq = pytest.importorskip("pyarrow.parquet")
     refs = []
-    for name in ("aime24", "aime25", "amc23", "math500", "minerva", "olympiad_bench"):
-        table = pq.read_table(shared_data / "benchmarks" / f"{name}.parquet").to_pylist()
+    for name in EVAL_BENCHMARKS:
+        table = pq.read_table(BENCHMARK_DIR / f"{name}.parquet").to_pylist()
         refs += [(name, row["reward_model"]["ground_truth"]) for row in table]
     assert len(refs) == 1590
 
@@ -281,8 +285,8 @@ def test_all_benchmark_answers_round_trip(shared_data):
     reward = make_math_reward(num_workers=2)
     answers = [ref for _, ref in refs]
     scores = reward(right + wrong, answers + answers)
-    misses = [(name, ref) for (name, ref), s in zip(refs, scores[: len(refs)]) if s != 1.0]
-    false_hits = [(name, ref) for (name, ref), s in zip(refs, scores[len(refs) :]) if s != 0.0]
+    misses = [(name, ref) for (name, ref), s in zip(refs, scores[: len(refs)], strict=True) if s != 1.0]
+    false_hits = [(name, ref) for (name, ref), s in zip(refs, scores[len(refs) :], strict=True) if s != 0.0]
     print(f"misses: {misses}\nfalse matches: {false_hits}")
     assert len(misses) + len(false_hits) <= math.floor(0.01 * 2 * len(refs))
     assert reward.totals["timeouts"] == 0

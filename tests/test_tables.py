@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from real_trl.data import shipped_benchmarks
-from real_trl.tables import PAPER_COLUMNS, comparison_table, load_summary, paper_tables, results_table
+from real_trl.evaluation.tables import PAPER_COLUMNS, comparison_table, load_summary, paper_tables, results_table
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = {"n": 16, "temperature": 0.6, "top_p": 0.95, "max_new_tokens": 8192}
@@ -65,7 +65,7 @@ def test_comparison_table_matches_fixture():
 
 
 def test_methods_in_paper_order_and_unknown_labels_kept():
-    six = {k: 0.5 for k in PAPER_COLUMNS}
+    six = dict.fromkeys(PAPER_COLUMNS, 0.5)
     table = comparison_table(
         "2", {"bce": summary(six, model="x-7B"), "real": summary(six, model="x-7B"), "GRPO": summary(six, model="x-7B")}
     )
@@ -78,13 +78,13 @@ def test_methods_in_paper_order_and_unknown_labels_kept():
 
 
 def test_mixed_protocols_refused_or_flagged():
-    six = {k: 0.5 for k in PAPER_COLUMNS}
+    six = dict.fromkeys(PAPER_COLUMNS, 0.5)
     results = {
         "REAL": summary(six),
         "GRPO": summary(six),
         "DAPO": summary(six, protocol=dict(PAPER, n=4)),
     }
-    with pytest.raises(ValueError, match="different protocols.*--allow_mixed_protocols"):
+    with pytest.raises(ValueError, match=r"different protocols.*--allow_mixed_protocols"):
         comparison_table(1, results)
     table = comparison_table(1, results, allow_mixed=True)
     assert "Warning: mixed protocols" in table
@@ -93,7 +93,7 @@ def test_mixed_protocols_refused_or_flagged():
 
 
 def test_protocol_and_model_size_warnings():
-    six = {k: 0.5 for k in PAPER_COLUMNS}
+    six = dict.fromkeys(PAPER_COLUMNS, 0.5)
     table = comparison_table(
         1, {"REAL": summary(six, protocol=dict(PAPER, temperature=1.0), model="DeepSeek-R1-Distill-Qwen-7B")}
     )
@@ -111,7 +111,7 @@ def test_missing_benchmarks_marked_and_no_average_difference():
 
 
 def test_partial_benchmark_shows_its_count_and_no_difference():
-    six = {k: 0.5 for k in PAPER_COLUMNS}
+    six = dict.fromkeys(PAPER_COLUMNS, 0.5)
     table = comparison_table(1, {"REAL": summary(six, problems={"math500": 10})})
     ours = next(line for line in table.splitlines() if line.startswith("| REAL (ours)"))
     assert ours == "| REAL (ours) | 0.500 | 0.500 | 0.500 (10/500) | 0.500 | 0.500 | 0.500 | 0.500* |"
@@ -124,7 +124,7 @@ def test_partial_benchmark_shows_its_count_and_no_difference():
 
 
 def test_other_grader_flagged():
-    six = {k: 0.5 for k in PAPER_COLUMNS}
+    six = dict.fromkeys(PAPER_COLUMNS, 0.5)
     table = comparison_table(1, {"REAL": summary(six, grader="math_verify"), "GRPO": summary(six)})
     assert "| REAL (ours) § |" in table and "| GRPO (ours) |" in table
     assert "REAL § was graded by math_verify" in table and "--grader paper" in table
@@ -134,7 +134,7 @@ def test_other_grader_flagged():
 
 
 def test_other_benchmark_content_flagged():
-    six = {k: 0.5 for k in PAPER_COLUMNS}
+    six = dict.fromkeys(PAPER_COLUMNS, 0.5)
     hub = summary(six)
     hub["benchmark_content"]["aime24"]["fingerprint"] = "0" * 64  # e.g. evaluated on aime24_hub
     del hub["benchmark_content"]["minerva"]  # not recorded
@@ -145,7 +145,7 @@ def test_other_benchmark_content_flagged():
 
 
 def test_results_table_layout():
-    table = results_table({"mine": summary({k: 0.25 for k in PAPER_COLUMNS}, protocol=dict(PAPER, n=2))})
+    table = results_table({"mine": summary(dict.fromkeys(PAPER_COLUMNS, 0.25), protocol=dict(PAPER, n=2))})
     assert "|  | AIME24 | AIME25 | MATH500 | AMC23 | Minerva | O-Bench | Avg |" in table
     assert "| mine | 0.250 | 0.250 | 0.250 | 0.250 | 0.250 | 0.250 | 0.250 |" in table
     assert "n=2, temperature=0.6" in table and "grader: paper." in table
@@ -160,7 +160,7 @@ def test_results_table_layout():
 
 
 def test_bad_inputs(tmp_path):
-    with pytest.raises(FileNotFoundError, match="evaluate.py"):
+    with pytest.raises(FileNotFoundError, match=r"evaluate\.py"):
         load_summary(tmp_path / "nope")
     (tmp_path / "summary.json").write_text("{}")
     with pytest.raises(ValueError, match="not an evaluation summary"):
@@ -175,7 +175,7 @@ def test_reproduce_tables_script(tmp_path, monkeypatch, capsys):
 
     path = tmp_path / "real" / "summary.json"
     path.parent.mkdir()
-    path.write_text(json.dumps(summary({k: 0.5 for k in PAPER_COLUMNS})))
+    path.write_text(json.dumps(summary(dict.fromkeys(PAPER_COLUMNS, 0.5))))
     reproduce_tables.main(["--table", "1", "--results", f"REAL={path.parent}", "--output_dir", str(tmp_path / "t")])
     printed = capsys.readouterr().out
     assert "| REAL (ours) | 0.500" in printed

@@ -1,11 +1,12 @@
 import pytest
 import torch
 from datasets import Dataset
-from helpers import parity_reward
 from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 
 from real_trl import REALConfig, REALTrainer
 from real_trl.tiny import build_tiny_model, build_tiny_tokenizer
+
+from helpers import parity_reward
 
 
 def dataset(n=16):
@@ -49,7 +50,7 @@ def test_a_few_training_steps(tmp_path, loss_type):
     trainer = make_trainer(tmp_path, loss_type)
     before = [p.detach().clone() for p in trainer.model.parameters()]
     trainer.train()
-    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True))
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert len(logs) == 2 and all(torch.isfinite(torch.tensor(float(e["loss"]))) for e in logs)
     first = trainer.state.log_history[0]
@@ -145,7 +146,7 @@ def test_entropy_bonus_changes_the_update_and_is_reported(tmp_path):
     plain = _trained_parameters(make_trainer(tmp_path / "plain", max_steps=2))
     trainer = make_trainer(tmp_path / "bonus", max_steps=2, entropy_coef=0.5)
     with_bonus = _trained_parameters(trainer)
-    assert any(not torch.allclose(a, b) for a, b in zip(plain, with_bonus))
+    assert any(not torch.allclose(a, b) for a, b in zip(plain, with_bonus, strict=True))
     logs = trainer.state.log_history[0]
     assert logs["entropy_coef"] == 0.5 and "policy_loss" in logs
 
@@ -156,7 +157,7 @@ def test_adaptive_entropy_and_high_entropy_tokens_train(tmp_path):
     )
     before = [p.detach().clone() for p in trainer.model.parameters()]
     after = _trained_parameters(trainer)
-    assert any(not torch.equal(a, b) for a, b in zip(before, after))
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
     # the entropy of a random model is below the target of 10, so the controller raises the coefficient
     assert trainer.state.log_history[1]["entropy_coef"] > trainer.state.log_history[0]["entropy_coef"]
 
@@ -171,10 +172,10 @@ def test_rewards_above_the_threshold_warn_and_group_mean_labels_learn(tmp_path):
     before = [p.detach().clone() for p in trainer.model.parameters()]
     with pytest.warns(UserWarning, match="no group of the first generation batch has both"):
         after = _trained_parameters(trainer)
-    assert all(torch.equal(a, b) for a, b in zip(before, after))
+    assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
     trainer = make_trainer(tmp_path / "mean", reward_funcs=(length_reward,), max_steps=2, label_rule="group_mean")
     after = _trained_parameters(trainer)
-    assert any(not torch.equal(a, b) for a, b in zip(before, after))
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
     assert trainer.state.log_history[0]["groups/with_signal"] > 0
 
 
@@ -224,4 +225,25 @@ def test_router_loss_of_moe_models_reaches_the_gradient_and_is_reported(tmp_path
         runs[coef] = (_trained_parameters(trainer), trainer.state.log_history[0])
     (without, _), (with_router_loss, logs) = runs[0.0], runs[10.0]
     assert logs["aux_loss"] > 0
-    assert any(not torch.allclose(a, b) for a, b in zip(without, with_router_loss))
+    assert any(not torch.allclose(a, b) for a, b in zip(without, with_router_loss, strict=True))
+
+
+def test_image_inputs_are_refused_at_construction(tmp_path):
+    rows = {"prompt": [[{"role": "user", "content": "What is 1 + 1?"}]] * 4}
+    with_images = Dataset.from_dict({**rows, "image": [None] * 4})
+    image_part = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many dots?"}]}]
+    for where, train, evaluation in (
+        ("train_dataset", with_images, None),
+        ("eval_dataset", dataset(), Dataset.from_dict({"prompt": [image_part] * 4})),
+    ):
+        with pytest.raises(ValueError, match=rf"^loss_type='real' does not take image inputs \({where} has them\)"):
+            REALTrainer(
+                model=build_tiny_model(seed=0),
+                reward_funcs=[parity_reward],
+                args=REALConfig(
+                    output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=4, report_to=[]
+                ),
+                train_dataset=train,
+                eval_dataset=evaluation,
+                processing_class=build_tiny_tokenizer(),
+            )

@@ -4,10 +4,12 @@ import inspect
 
 import trl
 from trl import GRPOTrainer
+from trl.trainer.utils import RepeatSampler, get_config_model_id
 
 from real_trl.config import TRL_LOSS_TYPES
 
 OVERRIDDEN_HOOKS = {
+    "_get_train_sampler": ["self", "dataset"],
     "_calculate_rewards": ["self", "inputs", "prompts", "completions", "completion_ids_list"],
     "_generate_and_score_completions": ["self", "inputs"],
     "_prepare_inputs": ["self", "generation_batch"],
@@ -57,8 +59,11 @@ def test_state_we_rely_on_is_still_there():
         "_entropy_bonus_enabled",
         "_last_world_entropy",
         "_entropy_window_stats",
+        "importance_sampling_level",
     ):
         assert f"self.{attribute} =" in init, attribute
+    # REAL's KL term is GRPO's (tests/test_trainer.py compares them); these are the settings it reads
+    assert "self.args.use_bias_correction_kl" in inspect.getsource(GRPOTrainer._compute_loss)
     # micro-steps are served from a buffer refilled every steps_per_generation * num_iterations steps
     assert "self._step % generate_every == 0" in inspect.getsource(GRPOTrainer._prepare_inputs)
     generate = inspect.getsource(GRPOTrainer._generate_and_score_completions)
@@ -66,6 +71,21 @@ def test_state_we_rely_on_is_still_there():
     assert 'output["old_per_token_logps"]' in generate and 'output["ref_per_token_logps"]' in generate
     # GRPOTrainer's losses scale themselves for gradient accumulation, and so does ours
     assert GRPOTrainer.loss_is_scaled_for_ga is True
+
+
+def test_sampler_and_utilities_we_build_on():
+    # ResumableRepeatSampler re-creates TRL's sampler from these attributes
+    sampler_init = inspect.signature(RepeatSampler.__init__).parameters
+    assert [name for name in sampler_init if name != "self"] == [
+        "data_source",
+        "mini_repeat_count",
+        "batch_size",
+        "repeat_count",
+        "shuffle",
+        "seed",
+    ]
+    assert "self.generator" in inspect.getsource(RepeatSampler.__init__)
+    assert list(inspect.signature(get_config_model_id).parameters) == ["config"]
 
 
 def test_trl_loss_types_we_forward_exist():

@@ -27,7 +27,7 @@ def _tail_mean(values: list[float], fraction: float) -> float:
 def _summary_row(method: str, lr: float, group: list[dict], threshold: float) -> dict:
     reached = []
     for r in group:
-        hits = [s for s, v in zip(r["eval"]["step"], r["eval"]["sampled"]) if v >= threshold and s > 0]
+        hits = [s for s, v in zip(r["eval"]["step"], r["eval"]["sampled"], strict=True) if v >= threshold and s > 0]
         if hits:
             reached.append(hits[0])
     sampled = _mean_std([r["eval"]["sampled"][-1] for r in group])
@@ -42,7 +42,7 @@ def _summary_row(method: str, lr: float, group: list[dict], threshold: float) ->
         "greedy_std": greedy[1],
         "steps_to_threshold": sum(reached) / len(reached) if reached else None,
         "seeds_reaching_threshold": len(reached),
-        # "end" = the last 10% of logged steps (entropy) / generation batches (reward)
+        # "end" = the last 10% of logged steps (entropy) / the last 25% of generation batches (reward)
         "entropy_end": sum(_tail_mean(r["train"]["entropy"]["value"], 0.1) for r in group) / len(group),
         "train_reward_end": sum(_tail_mean(r["train"]["reward"]["value"], 0.25) for r in group) / len(group),
         "wall_s": sum(r["wall_s"] for r in group),
@@ -167,7 +167,7 @@ def plot_curves(results: dict, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
-    for ax, (title, get) in zip(axes.flat, _CURVE_PANELS):
+    for ax, (title, get) in zip(axes.flat, _CURVE_PANELS, strict=True):
         for method, lr in results["chosen_learning_rates"].items():
             group = [r for r in results["runs"] if r["method"] == method and r["learning_rate"] == lr]
             _draw_method(ax, group, get, f"{method} (lr {lr:g})", 2 if method == "real" else 1.3)

@@ -19,7 +19,7 @@ from transformers.trainer_callback import PrinterCallback
 from transformers.utils import logging as hf_logging
 
 from real_trl import REALConfig, REALTrainer
-from real_trl.arena.heldout import arena_reward, evaluate
+from real_trl.arena.heldout import HABITS, arena_reward, evaluate
 from real_trl.arena.report import choose_learning_rates, summarize
 from real_trl.arena.settings import METHODS, ArenaConfig
 from real_trl.arena.sft import warm_start
@@ -42,13 +42,16 @@ def _quiet():
         hf_logging.enable_progress_bar()
 
 
+_CURVES = ("greedy", "sampled", *HABITS)  # what the held-out evaluation tracks over steps
+
+
 class HeldOutEvaluation(TrainerCallback):
     """Evaluates on the held-out problems every `eval_every` steps and at the end; `curves` holds the
     scores from step 0 (the warm start's) on."""
 
     def __init__(self, cfg: ArenaConfig, tokenizer, heldout: list[dict], reward_fn, start: dict, bar):
         self.cfg, self.tokenizer, self.heldout, self.reward_fn, self.bar = cfg, tokenizer, heldout, reward_fn, bar
-        self.curves = {"step": [0], "greedy": [start["greedy"]], "sampled": [start["sampled"]]}
+        self.curves = {"step": [0], **{key: [start[key]] for key in _CURVES}}
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         self.bar.update(1)
@@ -56,8 +59,8 @@ class HeldOutEvaluation(TrainerCallback):
         if step % self.cfg.eval_every == 0 or step == self.cfg.max_steps:
             scores = evaluate(model, self.tokenizer, self.heldout, self.cfg, self.cfg.task_seed, self.reward_fn)
             self.curves["step"].append(step)
-            self.curves["greedy"].append(scores["greedy"])
-            self.curves["sampled"].append(scores["sampled"])
+            for key in _CURVES:
+                self.curves[key].append(scores[key])
             self.bar.set_postfix(heldout_pass1=f"{scores['sampled']:.3f}", greedy=f"{scores['greedy']:.3f}")
 
 

@@ -67,7 +67,8 @@ class ArenaConfig:
 
     def cache_key(self) -> str:
         """A short hash of the warm-start fields: the name of the warm start's cache entry."""
-        payload = json.dumps({"version": 1, **{f: getattr(self, f) for f in _WARM_START_FIELDS}}, sort_keys=True)
+        # version 2: the cached evaluation of the warm start records its habit shares
+        payload = json.dumps({"version": 2, **{f: getattr(self, f) for f in _WARM_START_FIELDS}}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 

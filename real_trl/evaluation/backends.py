@@ -13,11 +13,10 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from real_trl import preflight
 from real_trl.cli import UsageError
 from real_trl.evaluation.protocol import Protocol
+from real_trl.models import TINY_MODEL, load_tokenizer, model_problem
 
-TINY_MODEL = preflight.TINY_MODEL  # the random tiny Qwen2 of real_trl.tiny, built in memory as in training
 BACKEND_CHOICES = ("auto", "vllm", "transformers")
 
 
@@ -29,32 +28,11 @@ class Completion:
 
 
 def check_model(model: str) -> None:
-    """Fail in seconds with one line (UsageError) when `model` cannot be loaded (see real_trl.preflight): a
+    """Fail in seconds with one line (UsageError) when `model` cannot be loaded (see `real_trl.models`): a
     local-looking path that does not exist, a Hub id missing from the cache offline, or an unreachable Hub."""
-    problem = preflight.model_problem(model)
+    problem = model_problem(model)
     if problem is not None:
         raise UsageError(problem)
-
-
-def load_tokenizer(model: str):
-    """The model's tokenizer, which must carry a chat template (evaluation renders prompts as training does)."""
-    from transformers import AutoTokenizer
-
-    if model == TINY_MODEL:
-        from real_trl.tiny import build_tiny_tokenizer
-
-        return build_tiny_tokenizer()
-    check_model(model)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model)
-    except OSError as error:
-        raise UsageError(
-            f"cannot load a tokenizer from {model!r} ({' '.join(str(error).split())[:200]}): pass a checkpoint "
-            "folder that holds the tokenizer files"
-        ) from None
-    if tokenizer.chat_template is None:
-        raise UsageError(f"{model!r} has no chat template; evaluation uses the model's template as training does")
-    return tokenizer
 
 
 def render_prompts(tokenizer, prompts: list[list[dict]]) -> list[list[int]]:
@@ -292,7 +270,7 @@ class VLLMBackend:
             if not self._workers:
                 self._start_workers()
             shards = [prompt_ids[rank :: self.data_parallel_size] for rank in range(self.data_parallel_size)]
-            for (_, connection), shard in zip(self._workers, shards):
+            for (_, connection), shard in zip(self._workers, shards, strict=True):
                 connection.send((shard, sampling_kwargs))
             answers = [self._receive(rank) for rank in range(self.data_parallel_size)]
             raw = [None] * len(prompt_ids)

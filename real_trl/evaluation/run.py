@@ -19,7 +19,6 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from real_trl import tables
 from real_trl.cli import UsageError
 from real_trl.data import (
     BENCHMARK_DIR,
@@ -31,6 +30,7 @@ from real_trl.data import (
     content_fingerprint,
     load_named_dataset,
 )
+from real_trl.evaluation import tables
 from real_trl.evaluation.backends import build_backend, check_model, choose_backend, render_prompts
 from real_trl.evaluation.protocol import (
     DEFAULT_GRADER,
@@ -221,10 +221,10 @@ def _score(name, dataset, indices, samples, reward, tokenizer, key) -> list[dict
     # One call for the whole chunk, so that its verifier processes work in parallel.
     scores = reward(
         completions=[[{"role": "assistant", "content": t}] for t in texts],
-        answer=[ex["answer"] for ex, completions in zip(examples, samples) for _ in completions],
+        answer=[ex["answer"] for ex, completions in zip(examples, samples, strict=True) for _ in completions],
     )
     rows, flat = [], 0
-    for index, example, completions in zip(indices, examples, samples):
+    for index, example, completions in zip(indices, examples, samples, strict=True):
         prompt = tokenizer.apply_chat_template(example["prompt"], tokenize=False, add_generation_prompt=True)
         for sample_index, completion in enumerate(completions):
             score = scores[flat]
@@ -271,11 +271,11 @@ def evaluate_model(
     _check_grader(grader)
     backend, _ = choose_backend(backend, model)
     loaded = [(benchmark, benchmark.load()) for benchmark in resolve_benchmarks(benchmarks)]
-    engine, records = _LazyBackend(backend, model, backend_options or {}), {}
+    generator, records = _LazyBackend(backend, model, backend_options or {}), {}
     try:
         for benchmark, dataset in loaded:
             records[benchmark.name] = evaluate_benchmark(
-                engine,
+                generator,
                 benchmark.name,
                 dataset,
                 protocol,
@@ -286,7 +286,7 @@ def evaluate_model(
                 overwrite=overwrite,
             )
     finally:
-        engine.close()
+        generator.close()
     per_benchmark = {name: record["metrics"] for name, record in records.items()}
     summary = {
         "label": label or Path(model.rstrip("/")).name,
@@ -310,17 +310,17 @@ class _LazyBackend:
 
     def __init__(self, name: str, model: str, options: dict):
         self._arguments = (name, model, options)
-        self._engine = None
+        self._backend = None
 
     def __getattr__(self, attribute: str):
-        if self._engine is None:
+        if self._backend is None:
             name, model, options = self._arguments
-            self._engine = build_backend(name, model, **options)
-        return getattr(self._engine, attribute)
+            self._backend = build_backend(name, model, **options)
+        return getattr(self._backend, attribute)
 
     def close(self) -> None:
-        if self._engine is not None:
-            self._engine.close()
+        if self._backend is not None:
+            self._backend.close()
 
 
 def write_summary_files(summary: dict, out_dir: str | Path) -> None:
@@ -331,7 +331,7 @@ def write_summary_files(summary: dict, out_dir: str | Path) -> None:
     rows = [{"benchmark": name, **metrics} for name, metrics in summary["benchmarks"].items()]
     average = {k: v for k, v in summary["average"].items() if k != "benchmarks"}
     rows.append({"benchmark": "average", **average})
-    columns = ["benchmark"] + sorted({key for row in rows for key in row} - {"benchmark"}, key=_column_order)
+    columns = ["benchmark", *sorted({key for row in rows for key in row} - {"benchmark"}, key=_column_order)]
     with (out_dir / "results.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()

@@ -26,7 +26,7 @@ from real_trl.rewards.functions import (
     paper_math_reward,
     think_then_boxed_reward,
 )
-from real_trl.rewards.pool import WorkerPool, default_num_workers, worker_pids
+from real_trl.rewards.pool import WorkerPool, default_num_workers, usable_cores, worker_pids
 from real_trl.rewards.registry import REWARD_NAMES, build_rewards
 
 __all__ = [
@@ -50,5 +50,6 @@ __all__ = [
     "paper_math_reward",
     "reference_answers",
     "think_then_boxed_reward",
+    "usable_cores",
     "worker_pids",
 ]

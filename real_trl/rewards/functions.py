@@ -76,7 +76,7 @@ class MathReward:
             batch_timeout=self.batch_timeout,
             counts=counts,
         )
-        for (score, status), indices in zip(results, jobs.values()):
+        for (score, status), indices in zip(results, jobs.values(), strict=True):
             for i in indices:
                 scores[i] = score
                 counts["timeouts"] += status == "timeout"
@@ -91,7 +91,7 @@ class MathReward:
         """Scores decided without a verifier, and the (pred, refs) jobs left, each with its completions."""
         scores: list[float | None] = [0.0] * len(completions)
         jobs: dict[tuple[str, tuple[str, ...]], list[int]] = {}  # identical pairs are verified once
-        for i, (completion, ref) in enumerate(zip(completions, answer)):
+        for i, (completion, ref) in enumerate(zip(completions, answer, strict=True)):
             refs = reference_answers(ref)
             if refs is None:
                 scores[i] = None

@@ -128,7 +128,7 @@ def _split_tuple(s: str) -> list[str]:
         if depth == 1 and ch == ",":
             elements.append(s[start:i])
             start = i + 1
-    return elements + [s[start:-1]]
+    return [*elements, s[start:-1]]
 
 
 def _fraction(s: str) -> tuple[int, int] | None:
@@ -173,7 +173,7 @@ def symbolic_equal(pred: str, ref: str) -> bool:
         return False
     if len(ref_elements) != len(pred_elements):
         return False
-    return all(_elements_equal(r, p) for r, p in zip(ref_elements, pred_elements))
+    return all(_elements_equal(r, p) for r, p in zip(ref_elements, pred_elements, strict=True))
 
 
 def equivalent(pred: str, refs: tuple[str, ...]) -> bool:

@@ -10,6 +10,7 @@ call gets a batch budget. All three count as timeouts and score 0.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import math
@@ -30,16 +31,19 @@ STARTUP_TIMEOUT = 120.0  # seconds for a fresh worker to import math-verify
 WORKER_SCRIPT = Path(__file__).with_name("worker.py")
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1  # macOS
+
+
 def default_num_workers() -> int:
     """Cores this process may use, shared among the ranks of this node (REAL_TRL_REWARD_WORKERS overrides)."""
     if "REAL_TRL_REWARD_WORKERS" in os.environ:
         return max(0, int(os.environ["REAL_TRL_REWARD_WORKERS"]))
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        cores = os.cpu_count() or 1
     ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    return max(1, min(64, cores // max(1, ranks_here)))
+    return max(1, min(64, usable_cores() // max(1, ranks_here)))
 
 
 class _Worker:
@@ -82,16 +86,12 @@ class _Worker:
 
     def kill(self) -> None:
         for pipe in (self.proc.stdin, self.proc.stdout):
-            try:
+            with contextlib.suppress(OSError):
                 pipe.close()
-            except OSError:
-                pass
         if self.proc.poll() is None:
             self.proc.kill()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
 
 
 class WorkerPool:

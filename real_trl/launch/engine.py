@@ -71,9 +71,7 @@ def engine_from_accelerate_config(path: str) -> Engine:
     except yaml.YAMLError as error:
         raise ValueError(f"accelerate config {path} is not valid YAML: {str(error).splitlines()[0]}") from error
     if not isinstance(config, dict):  # a user's file, not a caller's bug: ValueError like the others
-        raise ValueError(  # noqa: TRY004
-            f"accelerate config {path} must be a YAML mapping, like the files in accelerate_configs/"
-        )
+        raise ValueError(f"accelerate config {path} must be a YAML mapping, like the files in accelerate_configs/")
     distributed = str(config.get("distributed_type", "NO")).upper()
     processes, mixed = int(config.get("num_processes", 1)), str(config.get("mixed_precision", "no")).lower()
     if distributed == "DEEPSPEED":

@@ -1,13 +1,12 @@
-"""Checks a run can pass before anything heavy loads: the model can be found, optional engines are installed.
+"""Models by name: a Hub id, a local folder, or the built-in tiny model (`real_trl.tiny`).
 
-Each check returns a one-line problem (or None), so the launcher can report all of them together, in
-seconds: the model check asks the Hub once with a short timeout, or only the local cache when offline,
-where `from_pretrained` would spend a minute in retries and end in a long traceback.
+Training and evaluation find and load models the same way. `model_problem` says in seconds, in one line,
+why a name cannot be loaded: it asks the Hub once with a short timeout, or only the local cache when
+offline, where `from_pretrained` would spend a minute in retries and end in a long traceback.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -19,6 +18,8 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+
+from real_trl.cli import UsageError
 
 TINY_MODEL = "real_trl.tiny"  # built in memory by real_trl.tiny: the smoke recipe needs nothing on disk or the Hub
 HUB_TIMEOUT_S = 5.0
@@ -32,7 +33,7 @@ def looks_local(name: str) -> bool:
     return explicit or (parent != Path(".") and parent.is_dir())
 
 
-def model_problem(name: str, revision: str = "main") -> str | None:
+def model_problem(name: str, revision: str | None = None) -> str | None:
     """Why the model `name` (a Hub id, a local folder or `real_trl.tiny`) cannot be loaded, or None."""
     if name == TINY_MODEL:
         return None
@@ -44,18 +45,23 @@ def model_problem(name: str, revision: str = "main") -> str | None:
         return None if has_config else f"model folder {name} has no config.json: point to a saved model's folder"
     if looks_local(name) or path.exists():
         return f"model path {name} does not exist"
-    if _offline():
-        if huggingface_hub.try_to_load_from_cache(name, "config.json", revision=revision) is None:
+    if offline():
+        if not in_local_cache(name, revision):
             return (
                 f"model {name} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: download it "
                 "with network access first, or give a local folder"
             )
         return None
-    return _hub_problem(name, revision)
+    return _hub_problem(name, revision or "main")
 
 
-def _offline() -> bool:
-    # huggingface_hub reads HF_HUB_OFFLINE once, at import; a recipe's `env:` may set it later.
+def in_local_cache(name: str, revision: str | None = None) -> bool:
+    """Whether the Hub model `name` has its config in the local Hugging Face cache."""
+    return huggingface_hub.try_to_load_from_cache(name, "config.json", revision=revision or "main") is not None
+
+
+def offline() -> bool:
+    """HF_HUB_OFFLINE as set now: huggingface_hub reads it once, at import, and a recipe's `env:` may set it later."""
     from_env = os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
     return huggingface_hub.constants.is_offline_mode() or from_env
 
@@ -70,14 +76,35 @@ def _hub_problem(name: str, revision: str) -> str | None:
     except GatedRepoError:
         return f"model {name} is gated: accept its terms on the Hub and log in (`hf auth login`)"
     except (HTTPError, OSError) as error:  # no network, DNS, refused, timeout, proxy, a Hub outage
-        if huggingface_hub.try_to_load_from_cache(name, "config.json", revision=revision) is not None:
+        if in_local_cache(name, revision):
             return None  # cached: from_pretrained will fall back to the cache
         return f"cannot reach the Hugging Face Hub to fetch model {name} ({type(error).__name__}); {OFFLINE_HINT}"
     return None
 
 
-def vllm_problem(use_vllm: bool) -> str | None:
-    """use_vllm needs the vllm package, which the project installs only as an extra."""
-    if use_vllm and importlib.util.find_spec("vllm") is None:
-        return "use_vllm is true but vLLM is not installed: pip install 'real-trl[vllm]', or set use_vllm false"
-    return None
+def load_tokenizer(name: str, *, revision: str | None = None, trust_remote_code: bool = False):
+    """The tokenizer of model `name`, left-padded (generation appends to the right of the prompts).
+
+    Training and evaluation render prompts with the model's chat template, so a tokenizer without one is
+    refused; so is a name that cannot be loaded (UsageError, one line)."""
+    if name == TINY_MODEL:
+        from real_trl.tiny import build_tiny_tokenizer
+
+        tokenizer = build_tiny_tokenizer()
+    else:
+        from transformers import AutoTokenizer
+
+        problem = model_problem(name, revision)
+        if problem is not None:
+            raise UsageError(problem)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name, revision=revision, trust_remote_code=trust_remote_code)
+        except OSError as error:
+            raise UsageError(
+                f"cannot load a tokenizer from {name!r} ({' '.join(str(error).split())[:200]}): pass a checkpoint "
+                "folder that holds the tokenizer files"
+            ) from None
+    if tokenizer.chat_template is None:
+        raise UsageError(f"{name!r} has no chat template; training and evaluation render prompts with it")
+    tokenizer.padding_side = "left"
+    return tokenizer

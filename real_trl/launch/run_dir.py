@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
-from real_trl.plan import BatchPlan
+from real_trl.launch.plan import BatchPlan
 
 SETTINGS_FILE = "run_settings.json"
 # Settings that make a resumed run a different run: model, data, objective and step size; with the batch
@@ -56,7 +56,7 @@ def output_dir_problems(
         problems.append(f"resume_from_checkpoint {resume_from_checkpoint} does not exist")
     writable = _writability_problem(Path(output_dir))
     if writable:
-        return problems + [writable]
+        return [*problems, writable]
     markers = run_markers(output_dir)
     resuming = resume or resume_from_checkpoint is not None
     if markers and not (resuming or overwrite):

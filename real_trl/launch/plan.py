@@ -2,18 +2,19 @@
 
 `settings` are the parsed field values by name (the launcher's ScriptArguments, REALConfig and
 trl.ModelConfig fields together, as the recipe and the command line give them); a missing field takes
-its TRL default (`DEFAULTS`). With the engine the launch runs on (`real_trl.engine.Engine`) they give
+its TRL default (`DEFAULTS`). With the engine the launch runs on (`engine.Engine`) they give
 
 - the batch arithmetic (`batch_plan`): sequences per micro-step, prompts per optimizer step and per
   generation batch, optimizer steps per generation batch;
 - every problem with it and with the step schedule, all at once, each naming the fix (`plan_problems`):
   checkpoints, validations and the end of training must fall on generation-batch boundaries;
 - the whole plan (`RunPlan`): length in optimizer steps, generation batches and epochs, checkpoint and
-  validation frequency, precision (`real_trl.engine.decide_precision`). The launcher prints it, and
+  validation frequency, precision (`engine.decide_precision`). The launcher prints it, and
   `scripts/train.py --dry_run` prints it and exits.
 
-Pure (no torch, no model, no dataset): a recipe is checked on any machine before anything is loaded; only
-`known_dataset_size` reads the data registry.
+No model and no dataset is loaded: a recipe is checked on any machine before anything heavy happens; only
+`known_dataset_size` reads the data registry. The whole-group rule and the REAL loss types are the core's
+(`real_trl.layout`, `real_trl.losses`).
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from real_trl.engine import Engine, Precision, decide_precision
-
-# Losses that couple the members of a group, so every micro-step must hold whole groups.
-REAL_LOSS_TYPES = ("real", "real_product", "bce")
+from real_trl.launch.engine import Engine, Precision, decide_precision
+from real_trl.layout import whole_group_problem
+from real_trl.losses import REAL_LOSS_TYPES
 
 # TRL 1.16's defaults (GRPOConfig, REALConfig, trl.ModelConfig) for the fields the plan reads.
 # fmt: off
@@ -53,7 +53,7 @@ def _get(settings: Mapping, name: str):
     return settings.get(name, DEFAULTS[name])
 
 
-def _strategy(settings: Mapping, name: str) -> str:
+def strategy(settings: Mapping, name: str) -> str:
     """A save/eval strategy as its plain string ("steps", "no", ...), whether given as a string or TRL's enum."""
     value = _get(settings, name)
     return str(getattr(value, "value", value)).lower()
@@ -92,18 +92,6 @@ class BatchPlan:
             f"{_count(self.prompts_per_optimizer_step, 'prompt')} per optimizer step; "
             f"{_count(self.optimizer_steps_per_generation, 'optimizer step')} per generation batch"
         )
-
-
-def whole_group_problem(micro_batch_size: int, num_processes: int, group_size: int) -> str | None:
-    """The whole-group rule of the REAL losses, or None when it holds (same words as `layout.check_layout`)."""
-    total = micro_batch_size * num_processes
-    if total % group_size == 0:
-        return None
-    return (
-        f"REAL needs whole groups in every micro-step: per_device_train_batch_size ({micro_batch_size}) x "
-        f"num_processes ({num_processes}) = {total} must be a multiple of num_generations ({group_size}); "
-        "change per_device_train_batch_size or num_generations."
-    )
 
 
 def _micro_steps_per_generation(settings: Mapping, num_processes: int) -> tuple[int | None, list[str]]:
@@ -146,7 +134,7 @@ def _derive_batch(settings: Mapping, num_processes: int) -> tuple[BatchPlan | No
         )
     eval_group = _get(settings, "num_generations_eval") or group
     eval_batch = _get(settings, "per_device_eval_batch_size") * num_processes
-    if _strategy(settings, "eval_strategy") != "no" and eval_batch % eval_group:
+    if strategy(settings, "eval_strategy") != "no" and eval_batch % eval_group:
         problems.append(
             f"{where}: per_device_eval_batch_size {_get(settings, 'per_device_eval_batch_size')} x "
             f"{_processes(num_processes)} = {eval_batch} is not a multiple of num_generations_eval {eval_group}; "
@@ -180,8 +168,7 @@ def batch_plan(settings: Mapping, num_processes: int) -> BatchPlan:
 
 def _interval(settings: Mapping, name: str) -> int | None:
     """save_steps / eval_steps in optimizer steps (a value below 1 is a fraction of max_steps, as in transformers)."""
-    strategy = _strategy(settings, name.replace("_steps", "_strategy"))
-    if strategy != "steps":
+    if strategy(settings, name.replace("_steps", "_strategy")) != "steps":
         return None
     value = _get(settings, name)
     if value is None:  # eval_steps defaults to logging_steps
@@ -225,7 +212,7 @@ def known_dataset_size(settings: Mapping) -> int | None:
     """Rows of a registry training set (before the prompt-length filter), capped by max_train_samples."""
     if _get(settings, "dataset_path") is not None:
         return None  # a local file: its size is known once it is read
-    from real_trl.data import REGISTRY  # data imports `datasets` (and torch); the plan itself stays pure
+    from real_trl.data import REGISTRY  # data imports `datasets`: only when the size is asked for
 
     spec = REGISTRY.get(_get(settings, "dataset_name"))
     limit = _get(settings, "max_train_samples")
@@ -267,7 +254,7 @@ class RunPlan:
         return cls(
             engine, batch, precision, max_steps, epochs, _get(settings, "dataset_name"), size,
             _interval(settings, "save_steps"), _interval(settings, "eval_steps"),
-            _strategy(settings, "save_strategy"), _strategy(settings, "eval_strategy"),
+            strategy(settings, "save_strategy"), strategy(settings, "eval_strategy"),
         )  # fmt: skip
 
     def _in_both_units(self, steps: int) -> str:

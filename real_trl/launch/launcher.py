@@ -3,10 +3,10 @@
     accelerate launch --config_file accelerate_configs/zero2.yaml scripts/train.py \
         --config recipes/DeepSeek-R1-Distill-Qwen-1.5B/real_deepscaler.yaml --learning_rate 1e-6
 
-`check_launch` reads the recipe and the flags (`real_trl.recipe`) and checks everything it can see before
+`check_launch` reads the recipe and the flags (`recipe`) and checks everything it can see before
 anything is loaded: field names and value types, data and reward names, the batch arithmetic and step
-schedule on the launched processes (`real_trl.plan`), the run folder (`real_trl.run_dir`), the model and
-optional engines (`real_trl.preflight`). Every problem is reported together, one line each, with exit
+schedule on the launched processes (`plan`), the run folder (`run_dir`), the model (`real_trl.models`) and
+optional engines (`preflight`). Every problem is reported together, one line each, with exit
 code 2. `build_arguments` applies the plan's precision decision (float32 master weights) and builds the
 config dataclasses; `train` loads the data, the rewards and the model, runs REALTrainer and leaves the
 model and the whole log history (trainer_state.json) in output_dir.
@@ -21,19 +21,19 @@ import warnings
 from dataclasses import fields, replace
 
 import torch
-from transformers import AutoTokenizer
 from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, get_peft_config, get_quantization_config
 
-from real_trl import preflight, run_dir
 from real_trl.cli import UsageError
 from real_trl.config import REALConfig
 from real_trl.data import DATASET_NAMES, load_named_dataset
-from real_trl.engine import Engine, engine_from_accelerate_config, engine_from_environment
-from real_trl.plan import RunPlan, plan_problems
-from real_trl.recipe import ScriptArguments, parse_recipe_and_flags
-from real_trl.rewards import REWARD_NAMES, build_rewards, default_num_workers
-from real_trl.tiny import build_tiny_model, build_tiny_tokenizer
+from real_trl.launch import preflight, run_dir
+from real_trl.launch.engine import Engine, engine_from_accelerate_config, engine_from_environment
+from real_trl.launch.plan import RunPlan, plan_problems, strategy
+from real_trl.launch.recipe import ScriptArguments, parse_recipe_and_flags
+from real_trl.models import TINY_MODEL, load_tokenizer, model_problem
+from real_trl.rewards import REWARD_NAMES, build_rewards, default_num_workers, usable_cores
+from real_trl.tiny import build_tiny_model
 from real_trl.trainer import REALTrainer
 
 BANNER = "=" * 100
@@ -108,12 +108,8 @@ def _build(dataclass_type, settings: dict):
 
 def _model_problem(settings: dict) -> str | None:
     if settings["model_name_or_path"] is None:
-        return f"model_name_or_path is not set: name a Hub id, a local folder or {preflight.TINY_MODEL}"
-    return preflight.model_problem(settings["model_name_or_path"], settings["model_revision"])
-
-
-def _eval_enabled(settings: dict) -> bool:
-    return str(getattr(settings["eval_strategy"], "value", settings["eval_strategy"])).lower() != "no"
+        return f"model_name_or_path is not set: name a Hub id, a local folder or {TINY_MODEL}"
+    return model_problem(settings["model_name_or_path"], settings["model_revision"])
 
 
 def name_problems(settings: dict) -> list[str]:
@@ -130,7 +126,7 @@ def name_problems(settings: dict) -> list[str]:
     unknown = [name for name in settings["reward_funcs"] if name not in REWARD_NAMES]
     if unknown:
         problems.append(f"unknown reward function(s) {', '.join(unknown)}: choose from {', '.join(REWARD_NAMES)}")
-    if _eval_enabled(settings) and settings["eval_dataset_name"] is None:
+    if strategy(settings, "eval_strategy") != "no" and settings["eval_dataset_name"] is None:
         problems.append(
             f"eval_strategy is {settings['eval_strategy']!r} but eval_dataset_name is not set: name a "
             "validation set or set eval_strategy to 'no'"
@@ -165,8 +161,7 @@ def set_cpu_threads() -> str | None:
     """On CPU, unless the user set OMP_NUM_THREADS, give torch its share of the cores; says what it set."""
     if _user_set_threads():
         return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    local, workers = int(os.environ.get("LOCAL_WORLD_SIZE", "1")), default_num_workers()
+    cores, local, workers = usable_cores(), int(os.environ.get("LOCAL_WORLD_SIZE", "1")), default_num_workers()
     threads = cpu_threads_per_process(cores, local, workers)
     torch.set_num_threads(threads)
     return (
@@ -191,20 +186,6 @@ def _user_set_threads() -> bool:
 # -- the run ---------------------------------------------------------------------------------------
 
 
-def load_tokenizer(model_args: ModelConfig, training_args: REALConfig):
-    """The model's tokenizer, left-padded (generation appends to the right of the prompts)."""
-    if model_args.model_name_or_path == preflight.TINY_MODEL:
-        tokenizer = build_tiny_tokenizer()
-    else:
-        tokenizer = AutoTokenizer.from_pretrained(
-            model_args.model_name_or_path,
-            revision=model_args.model_revision,
-            trust_remote_code=training_args.trust_remote_code,
-        )
-    tokenizer.padding_side = "left"
-    return tokenizer
-
-
 def load_datasets(script_args: ScriptArguments, training_args: REALConfig, tokenizer) -> tuple:
     """The training set and the validation set (None when validation is off), prompts filtered by length."""
     train = _load_dataset(script_args, "", script_args.max_train_samples, tokenizer, training_args.seed)
@@ -226,7 +207,7 @@ def _load_dataset(script_args: ScriptArguments, prefix: str, limit: int | None, 
 
 def trainer_model(model_args: ModelConfig, training_args: REALConfig, tokenizer):
     """REALTrainer's `model` argument: the tiny model, built here, or the name TRL loads with our settings."""
-    if model_args.model_name_or_path == preflight.TINY_MODEL:
+    if model_args.model_name_or_path == TINY_MODEL:
         model = build_tiny_model(tokenizer, seed=training_args.seed)  # same seed: every process starts identical
         return model if model_args.dtype in (None, "auto") else model.to(getattr(torch, model_args.dtype))
     init_kwargs = {
@@ -256,7 +237,11 @@ def train(script_args: ScriptArguments, training_args: REALConfig, model_args: M
     with training_args.main_process_first(desc="preparing output_dir"):
         if is_main:
             run_dir.prepare_output_dir(training_args.output_dir, settings, script_args.overwrite_output_dir)
-    tokenizer = load_tokenizer(model_args, training_args)
+    tokenizer = load_tokenizer(
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+    )
     with training_args.main_process_first(desc="loading datasets"):  # the others then read the main one's cache
         train_dataset, eval_dataset = load_datasets(script_args, training_args, tokenizer)
     checkpoint = training_args.resume_from_checkpoint
