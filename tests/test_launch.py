@@ -306,14 +306,18 @@ def test_dry_run_prints_the_plan_and_loads_nothing(tmp_path, monkeypatch, capsys
     assert not (tmp_path / run_dir.SETTINGS_FILE).exists()
 
 
-@pytest.mark.parametrize("recipe", sorted((ROOT / "recipes").glob("DeepSeek-R1-Distill-Qwen-*/*.yaml")), ids=str)
-def test_dry_run_answers_on_a_machine_without_vllm_a_gpu_or_the_model(recipe, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("config", ["zero2", "zero3"])
+@pytest.mark.parametrize(
+    "recipe",
+    sorted((ROOT / "recipes").glob("DeepSeek-R1-Distill-Qwen-*/*.yaml")),
+    ids=lambda p: f"{p.parent.name.rsplit('-', 1)[-1]}/{p.stem}",
+)
+def test_dry_run_answers_on_a_machine_without_vllm_a_gpu_or_the_model(recipe, config, tmp_path, monkeypatch, capsys):
     """The paper recipes as a new user tries them on a laptop: no vLLM, no GPU, the model not in the cache
     (HF_HUB_OFFLINE=1). The plan comes whole, float32 gradients included, and what the machine lacks is listed."""
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "vllm" else real_find_spec(name))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    config = "zero3" if "7B" in recipe.parent.name else "zero2"
     flags = [
         "--output_dir",
         str(tmp_path / "run"),
@@ -361,6 +365,20 @@ def test_bf16_weights_on_one_process_are_loaded_in_float32(tmp_path, tiny_model_
     model_args.model_name_or_path = str(tiny_model_dir)
     assert trainer_model(model_args, training_args, None) == str(tiny_model_dir)
     assert training_args.model_init_kwargs["dtype"] == "float32"  # what TRL's from_pretrained receives
+
+
+def test_float32_gradient_reduction_leaves_other_engines_alone(tmp_path):
+    """The launcher calls it on every trainer; it changes only FSDP2 under bf16 (tests/test_gradient_precision.py
+    measures that case)."""
+    from transformers import Trainer, TrainingArguments
+
+    from real_trl.launch.fsdp import reduce_fsdp2_gradients_in_float32
+    from real_trl.tiny import build_tiny_model
+
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
+    trainer = Trainer(model=build_tiny_model(seed=0), args=args)
+    assert reduce_fsdp2_gradients_in_float32(trainer) is False
+    assert "sync_each_batch" not in trainer.accelerator.gradient_state.plugin_kwargs
 
 
 def test_cpu_threads_count_the_reward_workers(monkeypatch):
@@ -415,6 +433,10 @@ def test_smoke_recipe_single_process_accelerate(tmp_path):
     assert _trained(log) and any("eval_reward" in entry for entry in log)  # it trained and validated
     assert (tmp_path / "checkpoint-2").is_dir() and (tmp_path / "model.safetensors").is_file()
     assert json.loads((tmp_path / run_dir.SETTINGS_FILE).read_text())["prompts_per_generation"] == 2
+    # metric_for_best_model "reward" found TRL's eval_reward: transformers recorded (and so protects) the best
+    state = json.loads((tmp_path / "trainer_state.json").read_text())
+    validation = [entry["eval_reward"] for entry in log if "eval_reward" in entry]
+    assert state["best_metric"] == max(validation) and state["best_model_checkpoint"].endswith("checkpoint-4")
 
 
 @pytest.mark.slow

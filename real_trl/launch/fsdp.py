@@ -35,11 +35,11 @@ def reduce_fsdp2_gradients_in_float32(trainer) -> bool:
         Whether the trainer was changed.
     """
     accelerator = trainer.accelerator
-    plugin = accelerator.state.fsdp_plugin
-    if plugin is None or not accelerator.is_fsdp2 or accelerator.mixed_precision != "bf16":
+    if not accelerator.is_fsdp2 or accelerator.mixed_precision != "bf16":  # is_fsdp2 first: no plugin otherwise
         return False
     from torch.distributed.fsdp import MixedPrecisionPolicy
 
+    plugin = accelerator.state.fsdp_plugin
     policy = plugin.mixed_precision_policy
     if isinstance(policy, MixedPrecisionPolicy):
         policy = dataclasses.replace(policy, reduce_dtype=torch.float32)
