@@ -1,6 +1,7 @@
 """The run plan and the precision decision: every batch and schedule rule, every engine, on CPU."""
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 from trl import ModelConfig
@@ -255,6 +256,16 @@ def test_engine_from_environment(environ, expected):
 def test_engine_from_accelerate_config(name, expected):
     path = f"accelerate_configs/{name}.yaml"
     assert engine_from_accelerate_config(path) == dataclasses.replace(expected, source=path)
+
+
+def test_deepspeed_config_files_are_found_from_another_directory(tmp_path, monkeypatch):
+    """accelerate reads deepspeed_config_file relative to where it is launched (the repository root); a dry run
+    from elsewhere still finds the shipped file next to the accelerate config's folder."""
+    repository = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    engine = engine_from_accelerate_config(str(repository / "accelerate_configs/zero3.yaml"))
+    assert engine.deepspeed_config_file == str(repository / "accelerate_configs/deepspeed_zero3.json")
+    assert (engine.zero_stage, engine.grad_accum_dtype) == (3, "float32")
 
 
 def test_unusable_accelerate_configs_are_refused_in_one_line(tmp_path):
