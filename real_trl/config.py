@@ -72,6 +72,10 @@ class REALConfig(GRPOConfig):
         skip_no_signal (`bool`, *optional*, defaults to `True`):
             Skip the forward and backward passes of rows that carry no gradient (groups without a positive
             and a negative, unscorable completions). Same parameter updates, less work.
+        whole_groups_per_step (`bool`, *optional*, defaults to `False`):
+            With a TRL loss type: cut each generation batch into micro-steps of whole groups with the planner
+            the REAL losses use, so every optimizer step holds whole groups (as in the official runs); the loss
+            itself stays GRPOTrainer's. The REAL losses always plan whole groups.
     """
 
     loss_type: str = field(
@@ -113,6 +117,17 @@ class REALConfig(GRPOConfig):
         },
     )
 
+    whole_groups_per_step: bool = field(
+        default=False,
+        metadata={
+            "help": "With a TRL loss type (grpo, dapo, ...): plan each generation batch at group level, as the REAL "
+            "losses always do, so that every micro-step and so every optimizer step holds whole groups (the official "
+            "runs' layout; TRL's per-row shuffle spreads a group over the optimizer steps of its generation batch). "
+            "GRPOTrainer's loss is unchanged. Needs per_device_train_batch_size x processes to be a multiple of "
+            "num_generations."
+        },
+    )
+
     def __post_init__(self):
         if self.loss_type not in REAL_LOSS_TYPES + TRL_LOSS_TYPES:
             raise ValueError(
@@ -133,6 +148,8 @@ class REALConfig(GRPOConfig):
             raise
         if self.loss_type in REAL_LOSS_TYPES:
             self._check_real_settings()
+        elif self.whole_groups_per_step:
+            check_layout(self.per_device_train_batch_size, self.world_size, self.num_generations)
 
     @property
     def uses_real_loss(self) -> bool:

@@ -31,13 +31,14 @@ COMPLETION_KEYS = (
 
 
 def whole_group_problem(micro_batch_size: int, num_processes: int, group_size: int) -> str | None:
-    """The whole-group rule of the REAL losses, or None when it holds. The config and the launcher's plan
-    both state it in these words."""
+    """The whole-group rule of the group-level plan (the REAL losses, and TRL's with `whole_groups_per_step`),
+    or None when it holds. The config and the launcher's plan both state it in these words."""
     total = micro_batch_size * num_processes
     if total % group_size == 0:
         return None
     return (
-        f"REAL needs whole groups in every micro-step: per_device_train_batch_size ({micro_batch_size}) x "
+        "the group-level plan (REAL losses, whole_groups_per_step) needs whole groups in every micro-step: "
+        f"per_device_train_batch_size ({micro_batch_size}) x "
         f"num_processes ({num_processes}) = {total} must be a multiple of num_generations ({group_size}); "
         "change per_device_train_batch_size or num_generations."
     )
@@ -56,11 +57,11 @@ class GenerationBatchPlan:
 
     slots[k][p] holds the global rows process p trains on in micro-step k (possibly none);
     `denominators[row]` is the denominator of the row's loss (`loss_denominator` of the micro-step the
-    group plan first gave it); `skipped_share` is the share of rows left out.
+    group plan first gave it; None for TRL's loss types); `skipped_share` is the share of rows left out.
     """
 
     slots: list[list[torch.Tensor]]
-    denominators: torch.Tensor
+    denominators: torch.Tensor | None
     skipped_share: float
 
 
@@ -71,7 +72,7 @@ def plan_generation_batch(
     num_processes: int,
     seed: int,
     *,
-    loss_type: str,
+    loss_type: str | None,
     accumulation_steps: int,
     skip_rows: bool,
 ) -> GenerationBatchPlan:
@@ -81,18 +82,21 @@ def plan_generation_batch(
     Args:
         labels: (N,) labels of the global generation batch in TRL's group-contiguous order.
         group_size, num_micro_steps, num_processes, seed: as in `plan_micro_batches`.
-        loss_type: the REAL loss whose denominators the rows keep (`loss_denominator`).
+        loss_type: the REAL loss whose denominators the rows keep (`loss_denominator`), or None for TRL's
+            loss types, which normalise their loss themselves (`denominators` is then None).
         accumulation_steps: micro-steps per optimizer step.
         skip_rows: drop the rows of groups without signal and the excluded rows.
     """
     num_rows = labels.numel()
     plan = plan_micro_batches(num_rows // group_size, group_size, num_micro_steps, num_processes, seed)
     group_ids = group_ids_for_rows(torch.arange(num_rows), group_size)
-    # Each row keeps the denominator of the micro-step the plan first gave it, so that moving rows
-    # between the micro-steps of one optimizer step leaves the optimizer's gradient unchanged.
-    denominators = torch.empty(num_rows, dtype=torch.float64)
-    for step_rows in plan.reshape(num_micro_steps, -1):
-        denominators[step_rows] = loss_denominator(loss_type, labels[step_rows], group_ids[step_rows])
+    denominators = None
+    if loss_type is not None:
+        # Each row keeps the denominator of the micro-step the plan first gave it, so that moving rows
+        # between the micro-steps of one optimizer step leaves the optimizer's gradient unchanged.
+        denominators = torch.empty(num_rows, dtype=torch.float64)
+        for step_rows in plan.reshape(num_micro_steps, -1):
+            denominators[step_rows] = loss_denominator(loss_type, labels[step_rows], group_ids[step_rows])
     if not skip_rows:
         return GenerationBatchPlan([list(step) for step in plan], denominators, 0.0)
     keep = signal_rows(labels, group_ids)

@@ -3,7 +3,8 @@
 Five GRPOTrainer hooks are overridden. Two serve every loss type: `_get_train_sampler` makes the
 sampler resume exactly (`sampler.py`), and `_calculate_rewards` keeps the gathered rewards, from which
 `_generate_and_score_completions` logs each generation batch's group outcomes. For TRL's own loss types
-nothing else changes. For the REAL loss types:
+nothing else changes, unless `whole_groups_per_step` asks `_prepare_inputs` for the group-level plan below
+(without skipping rows; the loss stays GRPOTrainer's). For the REAL loss types:
 
 * `_generate_and_score_completions` turns the gathered rewards into class labels and global group ids;
 * `_prepare_inputs` plans the generation batch at group level (`layout.plan_generation_batch`) so every
@@ -79,9 +80,13 @@ class REALTrainer(GRPOTrainer):
         if not self._uses_real_loss:  # a TRL loss type: GRPOTrainer's own name, tags and paper on the card
             self._tag_names, self._name, self._paper = GRPOTrainer._tag_names, GRPOTrainer._name, GRPOTrainer._paper
         super().__init__(model, reward_funcs, args, *positional, **kwargs)
-        if self._uses_real_loss:
-            _refuse_images(self.train_dataset, self.eval_dataset, args.loss_type)
+        self._plans_whole_groups = self._uses_real_loss or bool(getattr(args, "whole_groups_per_step", False))
+        if self._plans_whole_groups:
+            _refuse_images(self.train_dataset, self.eval_dataset, self._image_setting())
         self._watched_first_batch = False
+
+    def _image_setting(self) -> str:
+        return f"loss_type={self.args.loss_type!r}" if self._uses_real_loss else "whole_groups_per_step=True"
 
     @property
     def skips_rows(self) -> bool:
@@ -119,13 +124,15 @@ class REALTrainer(GRPOTrainer):
         group_ids = group_ids_for_rows(torch.arange(labels.numel(), device=labels.device), group_size)
         has_signal, _ = group_has_signal(labels, group_ids)
         self._log_group_outcomes(labels.view(-1, group_size), has_signal, mode)
-        if not self._uses_real_loss:
+        self._generation_labels = labels  # global, identical on every process: the plan reads it
+        if not self._plans_whole_groups:
             return output
         if any(key in output for key in ("pixel_values", "image_grid_thw", "pixel_attention_mask")):
-            raise ValueError(_IMAGE_REFUSAL.format(loss_type=self.loss_type, where="the generation batch"))
+            raise ValueError(_image_refusal(self._image_setting(), "the generation batch"))
+        if not self._uses_real_loss:
+            return output
         if mode == "train":
             self._watch_for_no_signal(has_signal)
-        self._generation_labels = labels  # global, identical on every process: the plan reads it
         local = output["completion_ids"].size(0)
         rows = torch.arange(local, device=labels.device) + self.accelerator.process_index * local
         output["real_labels"] = labels[rows]
@@ -170,7 +177,7 @@ class REALTrainer(GRPOTrainer):
     # -- micro-step planning -------------------------------------------------------------------------
 
     def _prepare_inputs(self, generation_batch):
-        if not (self._uses_real_loss and self.model.training):
+        if not (self._plans_whole_groups and self.model.training):
             return super()._prepare_inputs(generation_batch)
         steps = self.args.steps_per_generation
         if self._step % (steps * self.num_iterations) == 0 or self._buffered_inputs is None:
@@ -187,11 +194,12 @@ class REALTrainer(GRPOTrainer):
             self.accelerator.num_processes,
             # Identical on every process, and stable across resumption: seeded by the step at generation.
             seed=args.seed + self.state.global_step,
-            loss_type=self.loss_type,
+            loss_type=self.loss_type if self._uses_real_loss else None,  # TRL's losses normalise themselves
             accumulation_steps=args.gradient_accumulation_steps,
             skip_rows=self.skips_rows,
         )
-        self._metrics["train"]["real/rows_skipped"].append(plan.skipped_share)
+        if self._uses_real_loss:
+            self._metrics["train"]["real/rows_skipped"].append(plan.skipped_share)
         return plan
 
     def _split_into_micro_batches(self, batch: dict) -> list[dict]:
@@ -199,8 +207,9 @@ class REALTrainer(GRPOTrainer):
         local = batch["completion_ids"].size(0)
         plan = self._plan_generation_batch(local * self.accelerator.num_processes)
         mine = [step[rank].to(device) for step in plan.slots]
-        denominators = plan.denominators.to(device)[local * rank : local * (rank + 1)]
-        rows = self._rows_from_all_processes({**batch, "real_denominators": denominators}, torch.cat(mine))
+        if plan.denominators is not None:
+            batch = {**batch, "real_denominators": plan.denominators.to(device)[local * rank : local * (rank + 1)]}
+        rows = self._rows_from_all_processes(batch, torch.cat(mine))
         micro_batches, start = [], 0
         for step, wanted in zip(plan.slots, mine, strict=True):
             window = slice(start, start + wanted.numel())
@@ -209,7 +218,8 @@ class REALTrainer(GRPOTrainer):
                 micro = trim_padding({k: v[window] if is_per_row(v) else v for k, v in rows.items()})
             else:
                 micro = placeholder_row(batch)
-            micro["real_rows_max"] = torch.tensor(max(slot.numel() for slot in step))
+            if self._uses_real_loss:
+                micro["real_rows_max"] = torch.tensor(max(slot.numel() for slot in step))
             micro_batches.append(micro)
         return micro_batches
 
@@ -390,14 +400,13 @@ def _mean(values: torch.Tensor) -> float:
     return values.mean().item() if values.numel() else float("nan")
 
 
-_IMAGE_REFUSAL = (
-    "loss_type={loss_type!r} does not take image inputs ({where} has them): use a TRL loss type for "
-    "vision-language training"
-)
+def _image_refusal(setting: str, where: str) -> str:
+    fix = "use a TRL loss type" if setting.startswith("loss_type") else "set whole_groups_per_step false"
+    return f"{setting} does not take image inputs ({where} has them): {fix} for vision-language training"
 
 
-def _refuse_images(train_dataset, eval_dataset, loss_type: str) -> None:
-    """The REAL losses move rows between processes and micro-steps, which GRPO's image tensors do not
+def _refuse_images(train_dataset, eval_dataset, setting: str) -> None:
+    """The group-level plan moves rows between processes and micro-steps, which GRPO's image tensors do not
     support: refuse a dataset that carries images, at construction."""
     named = {"train_dataset": train_dataset}
     if isinstance(eval_dataset, dict):
@@ -408,7 +417,7 @@ def _refuse_images(train_dataset, eval_dataset, loss_type: str) -> None:
         columns = getattr(dataset, "column_names", None) or []
         image_columns = [column for column in IMAGE_COLUMNS if column in columns]
         if image_columns or _prompt_has_image(dataset):
-            raise ValueError(_IMAGE_REFUSAL.format(loss_type=loss_type, where=where))
+            raise ValueError(_image_refusal(setting, where))
 
 
 def _prompt_has_image(dataset) -> bool:

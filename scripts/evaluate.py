@@ -6,6 +6,9 @@
         base=deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B --data_parallel_size 8 --grader paper --output_dir outputs/eval
     python scripts/evaluate.py --model_name_or_path real_trl.tiny --benchmarks aime24 --n 2 \
         --max_new_tokens 32 --limit 4
+    # every saved checkpoint of a training run, each into OUTPUT_DIR/checkpoint-N, resumable
+    python scripts/evaluate.py --run_dir outputs/DeepSeek-R1-Distill-Qwen-1.5B/real_deepscaler \
+        --grader paper --data_parallel_size 8 --output_dir outputs/eval/1.5b/REAL
 """
 
 import sys
@@ -23,6 +26,12 @@ from real_trl.evaluation import (
     evaluate_model,
     resolve_benchmarks,
 )
+from real_trl.evaluation.checkpoints import (
+    CHECKPOINT_CHOICES,
+    DEFAULT_VALIDATION_METRIC,
+    evaluate_run,
+    saved_checkpoints,
+)
 from real_trl.evaluation.tables import results_table
 
 DESCRIPTION = """\
@@ -31,16 +40,38 @@ read with no network), score them with a grader, and write every sample (<bench>
 metrics (<bench>.json: Pass@1, pass@k, lengths, the grader and the benchmark's content fingerprint), a
 summary.json and the paper's table layout (results.md) into --output_dir, one folder per model when
 several are given. The defaults are the paper's protocol. Running the same command again resumes:
-finished benchmarks are read back, half-finished ones continue where they stopped."""
+finished benchmarks are read back, half-finished ones continue where they stopped. --run_dir evaluates the
+saved checkpoints of a training run instead, each into --output_dir/checkpoint-N, and writes
+run_evaluation.json: the final checkpoint and the best by the validation logged in training, the two rows
+scripts/reproduce_tables.py shows."""
 
 
 @dataclass
 class EvaluateArguments:
     model_name_or_path: list[str] = field(
+        default_factory=list,
         metadata={
             "help": "checkpoint folders, Hub ids or real_trl.tiny, each optionally LABEL=...; several values "
-            "evaluate several models"
-        }
+            "evaluate several models (or give --run_dir)"
+        },
+    )
+    run_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "a training run's output_dir: evaluate its saved checkpoint-N folders, each into "
+            "output_dir/checkpoint-N, and write output_dir/run_evaluation.json (final and best-by-validation)"
+        },
+    )
+    checkpoints: str = field(
+        default="all",
+        metadata={
+            "choices": list(CHECKPOINT_CHOICES),
+            "help": "with --run_dir: every saved checkpoint, or only the final one and the best by validation",
+        },
+    )
+    validation_metric: str = field(
+        default=DEFAULT_VALIDATION_METRIC,
+        metadata={"help": "with --run_dir: the logged validation score that picks the best checkpoint"},
     )
     output_dir: str = field(default="outputs/eval", metadata={"help": "folder for the results"})
     benchmarks: list[str] = field(
@@ -73,6 +104,8 @@ class EvaluateArguments:
     overwrite: bool = field(default=False, metadata={"help": "regenerate benchmarks that are already finished"})
 
     def __post_init__(self):
+        if bool(self.model_name_or_path) == (self.run_dir is not None):
+            raise ValueError("give either --model_name_or_path or --run_dir (a training run's output_dir)")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"--limit must be >= 1, got {self.limit}")
         self.protocol = Protocol(self.n, self.temperature, self.top_p, self.max_new_tokens)
@@ -93,7 +126,9 @@ def backend_options(args: EvaluateArguments, backend: str) -> dict:
 
 
 def run(args: EvaluateArguments) -> str:
-    """Evaluate every model given and return the combined table."""
+    """Evaluate every model given, or every checkpoint of --run_dir, and return the combined table."""
+    if args.run_dir is not None:
+        return evaluate_checkpoints(args)
     models = [
         spec.split("=", 1) if "=" in spec else [Path(spec.rstrip("/")).name, spec] for spec in args.model_name_or_path
     ]
@@ -121,6 +156,29 @@ def run(args: EvaluateArguments) -> str:
     if len(models) > 1:
         (Path(args.output_dir) / "results.md").write_text(table + "\n")
     return table
+
+
+def evaluate_checkpoints(args: EvaluateArguments) -> str:
+    """--run_dir: the run's checkpoints, evaluated; the table of them (also in output_dir/results.md)."""
+    resolve_benchmarks(args.benchmarks)
+    first = next(iter(saved_checkpoints(args.run_dir).values()), None) if Path(args.run_dir).is_dir() else None
+    backend, reason = choose_backend(args.backend, str(first or args.run_dir))
+    print(f"{args.run_dir}: {backend} backend ({reason})", file=sys.stderr, flush=True)
+    record = evaluate_run(
+        args.run_dir,
+        args.output_dir,
+        args.benchmarks,
+        args.protocol,
+        which=args.checkpoints,
+        validation_metric=args.validation_metric,
+        grader=args.grader,
+        limit=args.limit,
+        backend=backend,
+        backend_options=backend_options(args, backend),
+        overwrite=args.overwrite,
+    )
+    print(f"final: {record['final']}; best by validation: {record['best_validation']}", file=sys.stderr, flush=True)
+    return (Path(args.output_dir) / "results.md").read_text().rstrip()
 
 
 def main(argv: list[str] | None = None) -> None:

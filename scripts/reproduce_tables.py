@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from real_trl.cli import fail, parse
-from real_trl.evaluation.tables import comparison_table, load_summary
+from real_trl.evaluation.checkpoints import reported_rows
+from real_trl.evaluation.tables import comparison_table
 
 DESCRIPTION = """\
 Put evaluation summaries (written by scripts/evaluate.py) beside the paper's Table 1 (DeepSeek-R1-Distill-
@@ -15,13 +16,21 @@ Qwen-1.5B) or Table 2 (7B): for each LABEL=PATH the paper's row, ours and the di
 the paper's row (REAL, GRPO, DAPO, GSPO, TRPA, DeepScaleR, base; any case); other labels (e.g. BCE) are
 shown as ours only. Results under different protocols are refused unless --allow_mixed_protocols; rows
 graded otherwise than the paper, measured on other problems than the paper's files, or on part of a
-benchmark (--limit) are flagged. The table is printed and written to --output_dir/table<N>.md."""
+benchmark (--limit) are flagged. A PATH holding a run's evaluation (scripts/evaluate.py --run_dir) gives two
+labelled rows: its final checkpoint, and its checkpoint with the best validation score logged in training
+(chosen from the training log, never from these results). The table is printed and written to
+--output_dir/table<N>.md."""
 
 
 @dataclass
 class TablesArguments:
     table: str = field(metadata={"choices": ["1", "2"], "help": "1: DeepSeek-R1-Distill-Qwen-1.5B, 2: -7B"})
-    results: list[str] = field(metadata={"help": "LABEL=PATH of a summary.json or its folder; several values"})
+    results: list[str] = field(
+        metadata={
+            "help": "LABEL=PATH of a summary.json or its folder, or of a run's evaluation folder (evaluate.py "
+            "--run_dir: final and best-by-validation rows); several values"
+        }
+    )
     output_dir: str = field(default="outputs/tables", metadata={"help": "folder for table<N>.md"})
     allow_mixed_protocols: bool = field(default=False, metadata={"help": "print results of different protocols"})
 
@@ -33,7 +42,7 @@ def run(args: TablesArguments) -> str:
         label, sep, path = spec.partition("=")
         if not sep or not label:
             raise ValueError(f"--results {spec!r}: write LABEL=PATH, e.g. REAL=outputs/eval/REAL/summary.json")
-        results[label] = load_summary(path)
+        results |= reported_rows(label, path)
     table = comparison_table(args.table, results, allow_mixed=args.allow_mixed_protocols)
     output = Path(args.output_dir) / f"table{args.table}.md"
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ change a plain multiple of the gradient, so a wrong gradient scale cannot hide b
 
 usage: worker.py OUT_DIR CASE=per_device,grad_accum,steps_per_generation,num_generations,num_iterations,max_steps,
        loss_type,skip|noskip,parity|sparse,sgd|adamw ...
+A TRL loss type (grpo, dapo, ...) runs with `whole_groups_per_step`.
 """
 
 import os
@@ -17,27 +18,10 @@ import torch
 from datasets import Dataset
 
 from real_trl import REALConfig, REALTrainer
+from real_trl.losses import REAL_LOSS_TYPES
 from real_trl.tiny import build_tiny_model, build_tiny_tokenizer
 
-from helpers import parity_reward, rollout
-
-
-def allow_fsdp_on_cpu():
-    """accelerate 1.15 enables FSDP only on accelerators (MULTI_CPU is missing from its list), though
-    FSDP2's fully_shard runs over gloo. Lift that gate so the CPU test exercises real sharding."""
-    from accelerate.state import AcceleratorState, DistributedType, PartialState
-
-    original_init = AcceleratorState.__init__
-
-    def init(self, *args, fsdp_plugin=None, **kwargs):
-        original_init(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
-        if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
-            # AcceleratorState re-reads PartialState's shared state on every construction
-            PartialState._shared_state["distributed_type"] = DistributedType.FSDP
-            self.distributed_type = DistributedType.FSDP
-            self.fsdp_plugin = fsdp_plugin
-
-    AcceleratorState.__init__ = init
+from helpers import allow_fsdp_on_cpu, parity_reward, rollout
 
 
 def sparse_reward(completions, prompts, **kwargs):
@@ -70,6 +54,7 @@ def run_case(out_dir: Path, name: str, spec: str) -> None:
         max_steps=max_steps,
         max_completion_length=16,
         skip_no_signal=skip == "skip",
+        whole_groups_per_step=loss_type not in REAL_LOSS_TYPES,  # TRL's loss on the group-level plan
         optim="sgd" if optimizer == "sgd" else "adamw_torch",
         learning_rate=0.5 if optimizer == "sgd" else 1e-2,
         lr_scheduler_type="constant",

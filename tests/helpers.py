@@ -1,4 +1,5 @@
-"""Helpers shared by several test modules: deterministic rollouts and rewards, R1-style completions, free ports."""
+"""Helpers shared by several test modules: deterministic rollouts and rewards, R1-style completions, free ports,
+FSDP on CPU."""
 
 from __future__ import annotations
 
@@ -64,3 +65,21 @@ def run_help(script: str, modules: tuple[str, ...] = ("torch",)) -> tuple[int, s
         raise AssertionError(f"{script} --help did not exit cleanly:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     code = 0 if words[1] == "None" else int(words[1])
     return code, done.stdout, dict(zip(modules, (word == "True" for word in words[2:]), strict=True))
+
+
+def allow_fsdp_on_cpu():
+    """accelerate 1.15 enables FSDP only on accelerators (MULTI_CPU is missing from its list), though
+    FSDP2's fully_shard runs over gloo. Lift that gate so the CPU test exercises real sharding."""
+    from accelerate.state import AcceleratorState, DistributedType, PartialState
+
+    original_init = AcceleratorState.__init__
+
+    def init(self, *args, fsdp_plugin=None, **kwargs):
+        original_init(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
+        if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
+            # AcceleratorState re-reads PartialState's shared state on every construction
+            PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+            self.distributed_type = DistributedType.FSDP
+            self.fsdp_plugin = fsdp_plugin
+
+    AcceleratorState.__init__ = init

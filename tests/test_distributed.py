@@ -4,7 +4,9 @@ Each case trains on the same deterministic generation batch (tests/exactness_wor
 reference is one process holding twice the per-device batch with `skip_no_signal=False`: every row
 goes through forward and backward. Every other run skips the rows without signal and must match it:
 one process, two processes (DDP), DeepSpeed ZeRO-2/3 and FSDP2. SGD without clipping makes the
-parameter change the gradient itself; one case uses AdamW with clipping.
+parameter change the gradient itself; one case uses AdamW with clipping. One case runs TRL's GRPO loss
+with `whole_groups_per_step`: the group-level plan makes two processes take the updates of one (TRL's
+per-row shuffle, drawn on each process, would not).
 """
 
 import os
@@ -38,6 +40,8 @@ CASES = {
     "sparse_signal": (2, 2, 8, 4, 1, 4, "real", "sparse", "sgd"),
     "sparse_signal_bce": (2, 2, 8, 4, 1, 4, "bce", "sparse", "sgd"),
     "adamw_with_clipping": (2, 2, 8, 4, 1, 4, "real", "parity", "adamw"),
+    # a TRL loss type with whole_groups_per_step (the worker sets it for every TRL loss type)
+    "grpo_whole_groups": (2, 2, 8, 4, 1, 4, "grpo", "parity", "sgd"),
 }
 # Adam divides by the root of its second moment, which magnifies the float noise of summing the same
 # gradient in another order (about 1e-5 of the update here): these cases are compared within a layout.

@@ -111,7 +111,8 @@ def test_every_problem_the_launcher_sees_is_reported_together(tmp_path, without_
     expected = [
         "unknown dataset_name 'deepscalr': choose one of deepscaler, dapo17k",
         "unknown reward function(s) accuracy: choose from math_reward",
-        "REAL needs whole groups in every micro-step: per_device_train_batch_size (4) x num_processes (3) = 12",
+        "the group-level plan (REAL losses, whole_groups_per_step) needs whole groups in every micro-step: "
+        "per_device_train_batch_size (4) x num_processes (3) = 12",
         "batch arithmetic does not divide for 3 processes: per_device_eval_batch_size 5 x 3 processes = 15",
         "use_vllm is true but vLLM is not installed: pip install 'real-trl[vllm]'",
         f"model path {tmp_path / 'missing'} does not exist",
@@ -121,9 +122,11 @@ def test_every_problem_the_launcher_sees_is_reported_together(tmp_path, without_
         assert problem.startswith(start)
 
 
+real_find_spec = importlib.util.find_spec
+
+
 @pytest.fixture
 def without_vllm(monkeypatch):
-    real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "vllm" else real_find_spec(name))
 
 
@@ -303,6 +306,54 @@ def test_dry_run_prints_the_plan_and_loads_nothing(tmp_path, monkeypatch, capsys
     assert not (tmp_path / run_dir.SETTINGS_FILE).exists()
 
 
+@pytest.mark.parametrize("config", ["zero2", "zero3"])
+@pytest.mark.parametrize(
+    "recipe",
+    sorted((ROOT / "recipes").glob("DeepSeek-R1-Distill-Qwen-*/*.yaml")),
+    ids=lambda p: f"{p.parent.name.rsplit('-', 1)[-1]}/{p.stem}",
+)
+def test_dry_run_answers_on_a_machine_without_vllm_a_gpu_or_the_model(recipe, config, tmp_path, monkeypatch, capsys):
+    """The paper recipes as a new user tries them on a laptop: no vLLM, no GPU, the model not in the cache
+    (HF_HUB_OFFLINE=1). The plan comes whole, float32 gradients included, and what the machine lacks is listed."""
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "vllm" else real_find_spec(name))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    flags = [
+        "--output_dir",
+        str(tmp_path / "run"),
+        "--dry_run",
+        "--accelerate_config",
+        f"accelerate_configs/{config}.yaml",
+    ]
+    main(["--config", str(recipe), *flags])  # returns: exit code 0
+    text = capsys.readouterr().out
+    for line in ("engine: DeepSpeed ZeRO-", "batch: 8 processes x 4 sequences", "layout: whole groups", "length: ",
+                 "checkpoints: ", "validation: ", "precision: ",
+                 "gradients: reduced in float32, accumulated in float32"):  # fmt: skip
+        assert f"\n{line}" in f"\n{text}", line
+    lacks = text.split("on this machine (a launch here would stop on these; the plan does not depend on them):\n")[1]
+    assert lacks.splitlines()[:3] == [
+        "  - use_vllm is true but vLLM is not installed: pip install 'real-trl[vllm]', or set use_vllm false",
+        f"  - model deepseek-ai/{recipe.parent.name} is not in the local Hugging Face cache and HF_HUB_OFFLINE is "
+        "set: download it with network access first, or give a local folder",
+        "  - no GPU visible and use_cpu is false: the recipe trains on GPUs",
+    ]
+    assert text.rstrip().endswith("dry run: nothing was loaded; run again without --dry_run to train")
+
+
+def test_a_launch_without_vllm_or_the_model_still_refuses(tmp_path, monkeypatch, without_vllm):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    problems = problems_of(["--config", str(REAL_RECIPE), "--output_dir", str(tmp_path / "run")], num_processes=8)
+    assert [problem.split(":")[0] for problem in problems] == [
+        "use_vllm is true but vLLM is not installed",
+        "model deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B is not in the local Hugging Face cache and HF_HUB_OFFLINE "
+        "is set",
+    ]
+    with pytest.raises(SystemExit) as stopped:
+        main(["--config", str(REAL_RECIPE), "--output_dir", str(tmp_path / "run")])
+    assert stopped.value.code == 2
+
+
 def test_bf16_weights_on_one_process_are_loaded_in_float32(tmp_path, tiny_model_dir):
     # One process steps the parameters themselves: bf16 weights would lose AdamW's small updates.
     settings, plan = check_launch(smoke(tmp_path, "--dtype", "bfloat16", "--bf16", "true", "--use_cpu", "true"))
@@ -314,6 +365,20 @@ def test_bf16_weights_on_one_process_are_loaded_in_float32(tmp_path, tiny_model_
     model_args.model_name_or_path = str(tiny_model_dir)
     assert trainer_model(model_args, training_args, None) == str(tiny_model_dir)
     assert training_args.model_init_kwargs["dtype"] == "float32"  # what TRL's from_pretrained receives
+
+
+def test_float32_gradient_reduction_leaves_other_engines_alone(tmp_path):
+    """The launcher calls it on every trainer; it changes only FSDP2 under bf16 (tests/test_gradient_precision.py
+    measures that case)."""
+    from transformers import Trainer, TrainingArguments
+
+    from real_trl.launch.fsdp import reduce_fsdp2_gradients_in_float32
+    from real_trl.tiny import build_tiny_model
+
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
+    trainer = Trainer(model=build_tiny_model(seed=0), args=args)
+    assert reduce_fsdp2_gradients_in_float32(trainer) is False
+    assert "sync_each_batch" not in trainer.accelerator.gradient_state.plugin_kwargs
 
 
 def test_cpu_threads_count_the_reward_workers(monkeypatch):
@@ -368,6 +433,10 @@ def test_smoke_recipe_single_process_accelerate(tmp_path):
     assert _trained(log) and any("eval_reward" in entry for entry in log)  # it trained and validated
     assert (tmp_path / "checkpoint-2").is_dir() and (tmp_path / "model.safetensors").is_file()
     assert json.loads((tmp_path / run_dir.SETTINGS_FILE).read_text())["prompts_per_generation"] == 2
+    # metric_for_best_model "reward" found TRL's eval_reward: transformers recorded (and so protects) the best
+    state = json.loads((tmp_path / "trainer_state.json").read_text())
+    validation = [entry["eval_reward"] for entry in log if "eval_reward" in entry]
+    assert state["best_metric"] == max(validation) and state["best_model_checkpoint"].endswith("checkpoint-4")
 
 
 @pytest.mark.slow

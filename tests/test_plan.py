@@ -1,12 +1,19 @@
 """The run plan and the precision decision: every batch and schedule rule, every engine, on CPU."""
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 from trl import ModelConfig
 
 from real_trl.config import REALConfig
-from real_trl.launch.engine import Engine, decide_precision, engine_from_accelerate_config, engine_from_environment
+from real_trl.launch.engine import (
+    Engine,
+    decide_precision,
+    engine_from_accelerate_config,
+    engine_from_environment,
+    gradient_precision,
+)
 from real_trl.launch.plan import (
     DEFAULTS,
     PlanError,
@@ -26,7 +33,16 @@ PAPER = dict(  # noqa: C408 (field names as in a recipe)
     loss_type="real", eval_strategy="steps", eval_steps=80, per_device_eval_batch_size=5, num_generations_eval=8,
     save_strategy="steps", save_steps=80, max_steps=5600, dtype="bfloat16", bf16=True, dataset_name="deepscaler",
 )  # fmt: skip
-ZERO2 = Engine("deepspeed", 8, "bf16", zero_stage=2)
+ZERO2 = Engine("deepspeed", 8, "bf16", zero_stage=2)  # an inline accelerate config: DeepSpeed's own defaults
+# What accelerate_configs/zero2.yaml and zero3.yaml launch: DeepSpeed JSON files with float32 gradients.
+SHIPPED_ZERO = {
+    stage: Engine(
+        "deepspeed", 8, "auto", zero_stage=stage, source=f"accelerate_configs/zero{stage}.yaml",
+        deepspeed_config_file=f"accelerate_configs/deepspeed_zero{stage}.json", communication_dtype="float32",
+        grad_accum_dtype="float32",
+    )
+    for stage in (2, 3)
+}  # fmt: skip
 
 
 def test_defaults_are_trl_defaults():
@@ -92,7 +108,7 @@ def test_batch_problems_name_the_setting(change, message):
     assert any(message in problem for problem in problems), problems
 
 
-def test_whole_groups_are_needed_by_real_losses_only():
+def test_whole_groups_are_needed_by_real_losses_and_whole_groups_per_step_only():
     # 2 processes x 2 sequences: a group of 8 spans two micro-steps.
     settings = {**PAPER, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 2, "steps_per_generation": 4}
     for loss in REAL_LOSS_TYPES:
@@ -102,6 +118,23 @@ def test_whole_groups_are_needed_by_real_losses_only():
     grpo = {**settings, "loss_type": "grpo", "eval_strategy": "no", "max_steps": 4, "save_steps": 4}
     assert plan_problems(grpo, 2) == []
     assert batch_plan(grpo, 2).prompts_per_optimizer_step == 1
+    # The baselines' whole-group setting takes the same rule, in the same words as REALConfig's.
+    assert plan_problems({**grpo, "whole_groups_per_step": True}, 2) == [whole_group_problem(2, 2, 8)]
+    with pytest.raises(ValueError) as refused_by_config:
+        REALConfig(
+            output_dir="out", loss_type="grpo", whole_groups_per_step=True, per_device_train_batch_size=2,
+            gradient_accumulation_steps=2, num_generations=4, report_to=[],
+        )  # fmt: skip
+    assert str(refused_by_config.value) == whole_group_problem(2, 1, 4)
+
+
+def test_plan_says_how_generation_batches_are_cut():
+    layout = {**PAPER, "loss_type": "grpo"}
+    shuffled = RunPlan.from_settings(layout, ZERO2, dataset_size=40_315).describe()
+    assert "layout: TRL's per-row shuffle: a group's completions spread over the optimizer steps" in shuffled
+    for settings in (PAPER, {**layout, "whole_groups_per_step": True}):
+        text = RunPlan.from_settings(settings, ZERO2, dataset_size=40_315).describe()
+        assert "layout: whole groups in every micro-step, so every optimizer step holds whole groups" in text
 
 
 def test_eval_batch_is_checked_only_when_evaluating():
@@ -196,6 +229,13 @@ def test_known_dataset_sizes_come_from_the_registry():
             Engine("deepspeed", 8, "bf16", zero_stage=3),
         ),
         ({"WORLD_SIZE": "4", "ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"}, Engine("fsdp", 4, fsdp_version=2)),
+        # What accelerate exports for zero2.yaml: the JSON's path, no stage, mixed precision "no" (checked by hand
+        # with accelerate 1.15): the stage, the dtypes and the mixed precision come from the JSON.
+        (
+            {"WORLD_SIZE": "8", "ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_MIXED_PRECISION": "no",
+             "ACCELERATE_DEEPSPEED_CONFIG_FILE": "accelerate_configs/deepspeed_zero2.json"},
+            dataclasses.replace(SHIPPED_ZERO[2], source="environment"),
+        ),
     ],
 )  # fmt: skip
 def test_engine_from_environment(environ, expected):
@@ -207,9 +247,9 @@ def test_engine_from_environment(environ, expected):
     [
         ("cpu", Engine("single", 1, "no")),
         ("ddp", Engine("ddp", 8, "bf16")),
-        ("zero2", Engine("deepspeed", 8, "bf16", zero_stage=2)),
-        ("zero3", Engine("deepspeed", 8, "bf16", zero_stage=3)),
-        ("multinode_zero2", Engine("deepspeed", 16, "bf16", zero_stage=2)),
+        ("zero2", SHIPPED_ZERO[2]),
+        ("zero3", SHIPPED_ZERO[3]),
+        ("multinode_zero2", dataclasses.replace(SHIPPED_ZERO[2], num_processes=16)),
         ("fsdp2", Engine("fsdp", 8, "bf16", fsdp_version=2)),
     ],
 )
@@ -218,12 +258,30 @@ def test_engine_from_accelerate_config(name, expected):
     assert engine_from_accelerate_config(path) == dataclasses.replace(expected, source=path)
 
 
+def test_deepspeed_config_files_are_found_from_another_directory(tmp_path, monkeypatch):
+    """accelerate reads deepspeed_config_file relative to where it is launched (the repository root); a dry run
+    from elsewhere still finds the shipped file next to the accelerate config's folder."""
+    repository = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    engine = engine_from_accelerate_config(str(repository / "accelerate_configs/zero3.yaml"))
+    assert engine.deepspeed_config_file == str(repository / "accelerate_configs/deepspeed_zero3.json")
+    assert (engine.zero_stage, engine.grad_accum_dtype) == (3, "float32")
+
+
 def test_unusable_accelerate_configs_are_refused_in_one_line(tmp_path):
+    deepspeed = "distributed_type: DEEPSPEED\ndeepspeed_config:\n  deepspeed_config_file: "
     bad = {"bad.yaml": "a: [1", "list.yaml": "- 1", "tpu.yaml": "distributed_type: XLA"}
+    bad |= {"no_json.yaml": deepspeed + "missing.json", "bad_json.yaml": deepspeed + f"{tmp_path}/bad.json"}
+    bad |= {"dtype.yaml": deepspeed + f"{tmp_path}/dtype.json"}
     for name, text in bad.items():
         (tmp_path / name).write_text(text)
+    (tmp_path / "bad.json").write_text("{")
+    (tmp_path / "dtype.json").write_text('{"communication_data_type": "int8"}')
     expected = {"missing.yaml": "cannot read", "bad.yaml": "not valid YAML", "list.yaml": "must be a YAML mapping"}
     expected["tpu.yaml"] = "distributed_type XLA is not supported"
+    expected["no_json.yaml"] = "names DeepSpeed config missing.json, which cannot be read"
+    expected["bad_json.yaml"] = "is not valid JSON"
+    expected["dtype.yaml"] = "unknown dtype 'int8'; use fp32, bf16 or fp16"
     for name, message in expected.items():
         with pytest.raises(ValueError, match=message) as refused:
             engine_from_accelerate_config(str(tmp_path / name))
@@ -283,7 +341,10 @@ def test_precision_note_says_what_changed_and_why():
 def test_plan_on_a_config_and_on_this_launch(monkeypatch):
     """What --dry_run prints: the engine of an accelerate config, or of the environment."""
     text = RunPlan.from_settings(PAPER, engine_from_accelerate_config("accelerate_configs/zero3.yaml")).describe()
-    assert "engine: DeepSpeed ZeRO-3, 8 processes, mixed precision bf16 (accelerate_configs/zero3.yaml)" in text
+    assert (
+        "engine: DeepSpeed ZeRO-3, 8 processes, mixed precision from bf16 / fp16 (accelerate_configs/zero3.yaml, "
+        "accelerate_configs/deepspeed_zero3.json)"
+    ) in text
     assert "4.4 epochs of 40,315 problems (deepscaler)" in text
     for name in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP", "ACCELERATE_MIXED_PRECISION"):
         monkeypatch.delenv(name, raising=False)
@@ -300,3 +361,71 @@ def test_counts_are_singular_or_plural():
     assert "1 prompt per optimizer step; 1 optimizer step per generation batch" in text
     assert "length: 1 optimizer step = 1 generation batch = 1.0 epochs of 1 problem" in text
     assert "engine: 1 process, mixed precision no" in text
+
+
+# -- gradients: the dtype they are reduced and accumulated in ---------------------------------------------
+
+
+def _gradients(engine: Engine, dtype="bfloat16", bf16=True):
+    return gradient_precision(engine, decide_precision(engine, dtype, bf16))
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_shipped_deepspeed_configs_reduce_and_accumulate_in_float32(stage):
+    gradients = _gradients(SHIPPED_ZERO[stage])
+    assert (gradients.reduce_dtype, gradients.accumulate_dtype, gradients.float32) == ("float32", "float32", True)
+    text = RunPlan.from_settings(PAPER, SHIPPED_ZERO[stage], dataset_size=1).describe()
+    assert (
+        "gradients: reduced in float32, accumulated in float32 (DeepSpeed's communication_data_type and "
+        f"data_types.grad_accum_dtype, accelerate_configs/deepspeed_zero{stage}.json)"
+    ) in text
+
+
+def test_deepspeed_defaults_follow_the_16_bit_weights():
+    gradients = _gradients(ZERO2)  # an inline accelerate config: no DeepSpeed file, DeepSpeed's defaults
+    assert (gradients.reduce_dtype, gradients.accumulate_dtype) == ("bfloat16", "bfloat16")
+    assert "not set: DeepSpeed's defaults follow the 16-bit weights" in gradients.how
+    assert "set communication_data_type fp32 and data_types.grad_accum_dtype fp32" in gradients.limitation
+    # One of the two keys moves only its half (DeepSpeed reads them separately).
+    half = _gradients(dataclasses.replace(ZERO2, communication_dtype="float32"))
+    assert (half.reduce_dtype, half.accumulate_dtype) == ("float32", "bfloat16")
+    # Without mixed precision DeepSpeed's weights and so its gradients are float32.
+    assert _gradients(dataclasses.replace(ZERO2, mixed_precision="no"), dtype="float32", bf16=False).float32
+
+
+def test_deepspeed_without_zero_cannot_accumulate_16_bit_gradients_in_float32():
+    zero0 = dataclasses.replace(SHIPPED_ZERO[2], zero_stage=0)
+    gradients = _gradients(zero0)
+    assert (gradients.reduce_dtype, gradients.accumulate_dtype) == ("float32", "float32")
+    assert "DeepSpeed without ZeRO refuses data_types.grad_accum_dtype float32 with bfloat16 weights" in (
+        gradients.problem
+    )
+    # Without the key it starts, reduces in float32 and accumulates in bf16: the plan says it cannot do better.
+    default_accumulation = _gradients(dataclasses.replace(zero0, grad_accum_dtype=None))
+    assert not default_accumulation.problem and default_accumulation.accumulate_dtype == "bfloat16"
+    assert "DeepSpeed without ZeRO cannot accumulate bfloat16 weights' gradients in float32" in (
+        default_accumulation.limitation
+    )
+    text = RunPlan.from_settings(PAPER, dataclasses.replace(zero0, grad_accum_dtype=None), dataset_size=1).describe()
+    assert "gradients: reduced in float32, accumulated in bfloat16" in text and "use ZeRO-1 or above" in text
+
+
+def test_fsdp2_gradients_are_raised_to_float32_by_the_launcher():
+    gradients = _gradients(FSDP2)
+    assert gradients.float32 and "real_trl.launch.fsdp.reduce_fsdp2_gradients_in_float32" in gradients.how
+    assert "after every micro-step" in gradients.how
+    fsdp1 = _gradients(Engine("fsdp", 8, "bf16", fsdp_version=1))
+    assert (fsdp1.reduce_dtype, fsdp1.accumulate_dtype) == ("bfloat16", "bfloat16")
+    assert "on FSDP2 with bf16 only" in fsdp1.limitation
+    assert _gradients(Engine("fsdp", 8, fsdp_version=2), dtype="float32", bf16=False).float32
+
+
+def test_ddp_and_one_process_hold_float32_gradients():
+    ddp = _gradients(DDP)  # bfloat16 weights are loaded in float32 on DDP (decide_precision)
+    assert (ddp.reduce_dtype, ddp.accumulate_dtype) == ("float32", "float32")
+    assert "DDP reduces the float32 weights' own gradients once per optimizer step" in ddp.how
+    single = _gradients(Engine("single"))
+    assert (single.reduce_dtype, single.accumulate_dtype) == (None, "float32")
+    one_process = {**PAPER, "per_device_train_batch_size": 32, "per_device_eval_batch_size": 40}
+    text = RunPlan.from_settings(one_process, Engine("single"), dataset_size=1).describe()
+    assert "gradients: not reduced (one process), accumulated in float32" in text

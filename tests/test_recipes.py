@@ -2,6 +2,7 @@
 (docs/method.md) on the engine its accelerate config launches: batch, training length, checkpoints and
 validations on generation-batch boundaries, precision."""
 
+import json
 import re
 from pathlib import Path
 
@@ -38,7 +39,9 @@ METHOD_FIELDS = {
         "epsilon_high": 0.2,
         "importance_sampling_level": "token",
         "beta": 0.001,
+        "use_bias_correction_kl": False,  # the official KL: k3 without an importance-ratio factor
         "vllm_importance_sampling_correction": False,
+        "whole_groups_per_step": True,
     },
     "dapo": {
         "loss_type": "dapo",
@@ -47,6 +50,7 @@ METHOD_FIELDS = {
         "importance_sampling_level": "token",
         "beta": 0.0,
         "vllm_importance_sampling_correction": False,
+        "whole_groups_per_step": True,
     },
     "gspo": {
         "loss_type": "grpo",
@@ -55,6 +59,7 @@ METHOD_FIELDS = {
         "importance_sampling_level": "sequence",
         "beta": 0.0,
         "vllm_importance_sampling_correction": False,
+        "whole_groups_per_step": True,
     },
 }
 # The paper's ~1,400 steps are generation batches of 4 optimizer steps; validation and checkpoints every 20.
@@ -78,6 +83,10 @@ SHARED_FIELDS = {
     "save_strategy": "steps",
     "save_steps": 80,
     "max_steps": 5600,
+    # the best checkpoint by validation reward is protected from save_total_limit, and nothing is reloaded
+    "metric_for_best_model": "reward",
+    "greater_is_better": True,
+    "load_best_model_at_end": False,
 }
 
 
@@ -120,6 +129,9 @@ def test_recipe_holds_paper_settings(recipe, monkeypatch):
     # ZeRO keeps float32 master weights: the recipe's bfloat16 weights stand.
     assert run.precision.overrides() == {"dtype": "bfloat16", "bf16": True, "fp16": False}
     assert not run.precision.note
+    # ... and its DeepSpeed config file reduces and accumulates gradients in float32, as the official runs.
+    assert (run.gradients.reduce_dtype, run.gradients.accumulate_dtype) == ("float32", "float32")
+    assert run.whole_groups  # REAL's losses, and the baselines through whole_groups_per_step
 
     script_args, config, model_args = build_configs(settings, engine.num_processes, monkeypatch)
     assert config.generation_batch_size == 128 * 8  # TRL's own derivation agrees
@@ -129,7 +141,9 @@ def test_recipe_holds_paper_settings(recipe, monkeypatch):
     assert script_args.dataset_name == dataset
     assert script_args.eval_dataset_name == "aime24"
     assert script_args.max_prompt_length == 1024
-    assert script_args.reward_funcs == ["math_reward"] and script_args.require_think
+    # The official runs' grader; each recipe says how to train on math-verify instead.
+    assert script_args.reward_funcs == ["paper_math_reward"] and script_args.require_think
+    assert "reward_funcs: [math_reward]" in recipe.read_text()
     assert model_args.model_name_or_path == f"deepseek-ai/{recipe.parent.name}"
     assert model_args.dtype == "bfloat16"
     assert config.output_dir == f"outputs/{recipe.parent.name}/{recipe.stem}"
@@ -182,9 +196,12 @@ def test_recipe_refused_on_processes_it_does_not_divide_for():
     assert plan_problems(settings, 3)[0] == whole_group_problem(4, 3, 8)
 
 
-@pytest.mark.parametrize("config, dtype", [("ddp", "float32"), ("fsdp2", "bfloat16"), ("zero3", "bfloat16")])
+@pytest.mark.parametrize(
+    "config, dtype", [("ddp", "float32"), ("fsdp2", "bfloat16"), ("zero2", "bfloat16"), ("zero3", "bfloat16")]
+)
 def test_paper_recipe_precision_on_each_engine(config, dtype):
-    """bfloat16 weights on DDP would be stepped without a float32 copy: the plan loads them in float32."""
+    """bfloat16 weights on DDP would be stepped without a float32 copy: the plan loads them in float32. Every
+    shipped config reduces and accumulates gradients in float32."""
     settings = read_settings(ROOT / "recipes/DeepSeek-R1-Distill-Qwen-7B/real_deepscaler.yaml")
     run = RunPlan.from_settings(
         settings, engine_from_accelerate_config(str(ROOT / f"accelerate_configs/{config}.yaml"))
@@ -192,6 +209,7 @@ def test_paper_recipe_precision_on_each_engine(config, dtype):
     assert run.precision.overrides() == {"dtype": dtype, "bf16": True, "fp16": False}
     assert run.precision.compute_dtype == "bfloat16"
     assert bool(run.precision.note) == (config == "ddp")
+    assert run.gradients.float32 and not run.gradients.problem
 
 
 @pytest.mark.parametrize(
@@ -210,14 +228,28 @@ def test_accelerate_configs_load(name, processes, machines, kind):
     config = load_config_from_file(path)
     assert (config.num_processes, config.num_machines, config.distributed_type.value) == (processes, machines, kind)
     assert config.use_cpu == (name == "cpu")
-    assert config.mixed_precision == ("no" if name == "cpu" else "bf16")
-    if name.startswith(("zero", "multinode")):
-        assert config.deepspeed_config["zero_stage"] == (3 if name == "zero3" else 2)
+    deepspeed = name.startswith(("zero", "multinode"))
+    # With a DeepSpeed config file accelerate takes no mixed precision: the JSON's "auto" follows the recipe's bf16.
+    assert config.mixed_precision == ("no" if name == "cpu" else None if deepspeed else "bf16")
+    engine = engine_from_accelerate_config(path)  # the plan reads the same engine accelerate does
+    if deepspeed:
+        stage = 3 if name == "zero3" else 2
+        file = ROOT / config.deepspeed_config["deepspeed_config_file"]
+        deepspeed_config = json.loads(file.read_text())
+        assert deepspeed_config["zero_optimization"]["stage"] == engine.zero_stage == stage
+        assert deepspeed_config["bf16"] == {"enabled": "auto"} and engine.mixed_precision == "auto"
+        # gradients reduced and accumulated in float32, as the official runs (DeepSpeed's defaults are bf16)
+        assert deepspeed_config["communication_data_type"] == "fp32"
+        assert deepspeed_config["data_types"] == {"grad_accum_dtype": "fp32"}
+        assert (engine.communication_dtype, engine.grad_accum_dtype) == ("float32", "float32")
+        # accelerate refuses these next to a DeepSpeed config file (its _deepspeed_config_checks)
+        refused = {"zero_stage", "offload_optimizer_device", "offload_param_device", "zero3_save_16bit_model"}
+        assert not refused & set(config.deepspeed_config) and config.mixed_precision is None
+    else:
+        assert engine.mixed_precision == config.mixed_precision
     if name == "fsdp2":
         assert config.fsdp_config["fsdp_version"] == 2
-    # The plan reads the same engine accelerate does.
-    engine = engine_from_accelerate_config(path)
-    assert (engine.num_processes, engine.mixed_precision) == (config.num_processes, config.mixed_precision)
+    assert engine.num_processes == config.num_processes
     assert engine.kind == {"MULTI_GPU": "ddp", "DEEPSPEED": "deepspeed", "FSDP": "fsdp", "NO": "single"}[kind]
 
 

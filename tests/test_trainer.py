@@ -2,11 +2,13 @@ import pytest
 import torch
 from datasets import Dataset
 from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+from trl import GRPOTrainer
+from trl.trainer.utils import shuffle_sequence_dict, split_tensor_dict
 
 from real_trl import REALConfig, REALTrainer
 from real_trl.tiny import build_tiny_model, build_tiny_tokenizer
 
-from helpers import parity_reward
+from helpers import parity_reward, rollout
 
 
 def dataset(n=16):
@@ -193,6 +195,72 @@ def test_trl_loss_types_get_no_real_inputs(tmp_path):
     assert not any(key.startswith("real_") for key in trainer._buffered_inputs[0])
 
 
+# -- baselines with whole groups per optimizer step -------------------------------------------------------
+
+
+def _generation_batch_and_micro_batches(tmp_path, loss_type: str, whole_groups: bool):
+    """One generation batch of 8 prompts x 4 completions (deterministic rollouts), as GRPOTrainer returns it,
+    and the 4 micro-batches (2 optimizer steps of 2) `_prepare_inputs` cuts it into."""
+    trainer = REALTrainer(
+        model=build_tiny_model(seed=0),
+        reward_funcs=[parity_reward],
+        args=REALConfig(
+            output_dir=str(tmp_path), loss_type=loss_type, whole_groups_per_step=whole_groups,
+            per_device_train_batch_size=8, num_generations=4, gradient_accumulation_steps=2, steps_per_generation=4,
+            max_completion_length=12, report_to=[], use_cpu=True, bf16=False, seed=3,
+        ),
+        train_dataset=dataset(),
+        processing_class=build_tiny_tokenizer(),
+        rollout_func=rollout,
+    )  # fmt: skip
+    captured = {}
+    generate = trainer._generate_and_score_completions
+    trainer._generate_and_score_completions = lambda inputs: captured.setdefault("batch", generate(inputs))
+    trainer.model.train()
+    trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    return trainer, captured["batch"], trainer._buffered_inputs
+
+
+def _rows(batch: dict) -> list[tuple]:
+    """Each row as (prompt tokens, completion tokens), padding dropped: the identity of a sample."""
+    return [
+        (tuple(p[m.bool()].tolist()), tuple(c[n.bool()].tolist()))
+        for p, m, c, n in zip(
+            batch["prompt_ids"], batch["prompt_mask"], batch["completion_ids"], batch["completion_mask"], strict=True
+        )
+    ]
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dapo"])
+def test_whole_groups_per_step_gives_every_optimizer_step_whole_groups(tmp_path, loss_type):
+    _, batch, micro_batches = _generation_batch_and_micro_batches(tmp_path, loss_type, whole_groups=True)
+    assert len(micro_batches) == 4 and not any(key.startswith("real_") for key in micro_batches[0])
+    everything = []
+    for micro in micro_batches:  # every micro-step, and so every optimizer step, holds whole groups of 4
+        prompts = [prompt for prompt, _ in _rows(micro)]
+        assert all(prompts.count(prompt) == 4 for prompt in prompts) and len(set(prompts)) == 2
+        everything += _rows(micro)
+    assert sorted(everything) == sorted(_rows(batch))  # the whole generation batch, each row once
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dapo"])
+def test_whole_groups_per_step_leaves_trls_loss_unchanged(tmp_path, loss_type):
+    """Same micro-batch, same loss as GRPOTrainer's; and over the generation batch the same total loss as TRL's
+    own per-row split, since both normalise over equal micro-batches (grpo) or the whole batch (dapo)."""
+    trainer, batch, micro_batches = _generation_batch_and_micro_batches(tmp_path, loss_type, whole_groups=True)
+    with torch.no_grad():  # move the policy away from pi_old, so that the ratios and each row's loss differ
+        for parameter in trainer.model.parameters():
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=torch.Generator().manual_seed(1)))
+    trainer.current_gradient_accumulation_steps = 2
+    whole = [trainer._compute_loss(trainer.model, micro) for micro in micro_batches]
+    for micro, loss in zip(micro_batches, whole, strict=True):
+        torch.testing.assert_close(GRPOTrainer._compute_loss(trainer, trainer.model, micro), loss)
+    trl_split = split_tensor_dict(shuffle_sequence_dict(batch), 4)  # what GRPOTrainer._prepare_inputs does
+    per_row = [trainer._compute_loss(trainer.model, micro) for micro in trl_split]
+    assert torch.stack(whole).abs().max() > 1e-3  # the comparison is not between zeros
+    torch.testing.assert_close(sum(whole), sum(per_row), rtol=1e-5, atol=1e-7)
+
+
 def tiny_moe_model(tokenizer):
     config = Qwen3MoeConfig(
         vocab_size=len(tokenizer),
@@ -230,6 +298,17 @@ def test_router_loss_of_moe_models_reaches_the_gradient_and_is_reported(tmp_path
 
 def test_image_inputs_are_refused_at_construction(tmp_path):
     rows = {"prompt": [[{"role": "user", "content": "What is 1 + 1?"}]] * 4}
+    with pytest.raises(ValueError, match=r"^whole_groups_per_step=True does not take image inputs .* set whole"):
+        REALTrainer(
+            model=build_tiny_model(seed=0),
+            reward_funcs=[parity_reward],
+            args=REALConfig(
+                output_dir=str(tmp_path), loss_type="grpo", whole_groups_per_step=True, per_device_train_batch_size=4,
+                num_generations=4, report_to=[],
+            ),
+            train_dataset=Dataset.from_dict({**rows, "image": [None] * 4}),
+            processing_class=build_tiny_tokenizer(),
+        )  # fmt: skip
     with_images = Dataset.from_dict({**rows, "image": [None] * 4})
     image_part = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many dots?"}]}]
     for where, train, evaluation in (

@@ -103,3 +103,19 @@ def test_model_card_and_entropy_mask_hooks_we_use():
         "mask",
         "threshold",
     ]
+
+
+def test_transformers_internals_the_recipes_and_launcher_rely_on(tmp_path):
+    from transformers import Trainer
+    from transformers.trainer_utils import rotate_checkpoints
+
+    # metric_for_best_model "reward": GRPOTrainer.log adds its eval metrics (eval_reward, ...) to the dict that
+    # Trainer.evaluate returns and _determine_best_metric reads, in place
+    assert "logs.update(metrics)" in inspect.getsource(GRPOTrainer.log)
+    # ... and save_total_limit never deletes the best checkpoint
+    for step in range(80, 560, 80):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    rotate_checkpoints(str(tmp_path), save_total_limit=2, best_model_checkpoint=str(tmp_path / "checkpoint-160"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-160", "checkpoint-480"]
+    # reduce_fsdp2_gradients_in_float32 turns on sync_each_batch, which the Trainer reads before every micro-step
+    assert 'plugin_kwargs.get("sync_each_batch"' in inspect.getsource(Trainer._run_epoch)

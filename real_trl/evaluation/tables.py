@@ -258,13 +258,19 @@ def comparison_table(table_id: str | int, results: dict[str, dict], allow_mixed:
         marks[label] = marks.get(label, "") + mark
         warnings += flags
 
-    matched = [(label, match_method(label, table)) for label in results]
+    # A summary may name the paper row it compares with ("method"): a run reported at two checkpoints.
+    matched = [(label, match_method(summary.get("method", label), table)) for label, summary in results.items()]
     order = {row["method"]: i for i, row in enumerate(table["rows"])}
     matched.sort(key=lambda item: order.get(item[1]["method"], len(order)) if item[1] else len(order))
 
     lines = [f"### {table['title']}", ""] + [w + "\n" for w in warnings] + _header()
+    shown = set()
     for label, row in matched:
-        lines += _paper_rows(label, marks.get(label, ""), results[label], row)
+        rows = _paper_rows(label, marks.get(label, ""), results[label], row)
+        if row is not None and row["method"] in shown:
+            rows = rows[1:]  # the paper's row once per method
+        shown |= {row["method"]} if row is not None else set()
+        lines += rows
     lines.append("")
     lines.append(
         "Pass@1 = mean accuracy over samples. Paper rows marked (reported) are numbers the paper quotes from other "
@@ -274,4 +280,10 @@ def comparison_table(table_id: str | int, results: dict[str, dict], allow_mixed:
         lines.append("\\* average over part of the paper's problems; no difference to the paper's Avg is shown.")
     if any(partial_benchmarks(summary) for summary in results.values()):
         lines.append("(n/N): evaluated on the first n of the benchmark's N problems.")
+    if any(summary.get("selection") == "best validation" for summary in results.values()):
+        lines.append(
+            "best validation: the checkpoint with the best validation score logged during training (the recipes "
+            "validate on AIME 2024 with 8 samples: the AIME24 column's problems, other samples), never chosen on "
+            "these results; final: the last checkpoint, no selection."
+        )
     return "\n".join(lines)

@@ -5,11 +5,13 @@
 
 `check_launch` reads the recipe and the flags (`recipe`) and checks everything it can see before
 anything is loaded: field names and value types, data and reward names, the batch arithmetic and step
-schedule on the launched processes (`plan`), the run folder (`run_dir`), the model (`real_trl.models`) and
-optional engines (`preflight`). Every problem is reported together, one line each, with exit
-code 2. `build_arguments` applies the plan's precision decision (float32 master weights) and builds the
-config dataclasses; `train` loads the data, the rewards and the model, runs REALTrainer and leaves the
-model and the whole log history (trainer_state.json) in output_dir.
+schedule on the launched processes (`plan`), the run folder (`run_dir`), and what this machine must have
+(`machine_problems`: the model, `real_trl.models`; optional engines, `preflight`). Every problem is reported
+together, one line each, with exit code 2. A dry run (`--dry_run`) prints the plan anywhere: what the
+machine lacks is listed under it as notes instead. `build_arguments` applies the plan's precision decision
+(float32 master weights) and builds the config dataclasses; `train` loads the data, the rewards and the
+model, runs REALTrainer (on FSDP2, with float32 gradient reduction: `fsdp`) and leaves the model and the
+whole log history (trainer_state.json) in output_dir.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from real_trl.config import REALConfig
 from real_trl.data import DATASET_NAMES, load_named_dataset
 from real_trl.launch import preflight, run_dir
 from real_trl.launch.engine import Engine, engine_from_accelerate_config, engine_from_environment
+from real_trl.launch.fsdp import reduce_fsdp2_gradients_in_float32
 from real_trl.launch.plan import RunPlan, plan_problems, strategy
 from real_trl.launch.recipe import ScriptArguments, parse_recipe_and_flags
 from real_trl.models import TINY_MODEL, load_tokenizer, model_problem
@@ -53,7 +56,8 @@ def check_launch(argv: list[str] | None = None, num_processes: int | None = None
     """Read `--config RECIPE.yaml` plus overrides and check everything visible before loading anything.
 
     Returns the settings (every field by name, as written) and the run's plan; raises UsageError listing
-    every problem. `num_processes` overrides the launch's (for checking a recipe as if launched on N).
+    every problem. `num_processes` overrides the launch's (for checking a recipe as if launched on N). With
+    `--dry_run` what this machine lacks (`machine_problems`) is not a problem: the dry run lists it.
     """
     quiet_known_noise()
     settings = vars(parse_recipe_and_flags(sys.argv[1:] if argv is None else list(argv)))
@@ -65,6 +69,8 @@ def check_launch(argv: list[str] | None = None, num_processes: int | None = None
         engine = replace(engine, num_processes=num_processes)
     problems = name_problems(settings) + plan_problems(settings, engine.num_processes)
     run_plan = None if problems else RunPlan.from_settings(settings, engine)
+    if run_plan is not None and run_plan.gradients.problem:  # a setting the engine refuses at start-up
+        problems.append(run_plan.gradients.problem)
     if is_main_process():  # the others must not look at the folder the main process is already preparing
         problems += run_dir.output_dir_problems(
             settings["output_dir"],
@@ -74,10 +80,25 @@ def check_launch(argv: list[str] | None = None, num_processes: int | None = None
             allow_changed=settings["allow_changed_settings"],
             resume_from_checkpoint=settings["resume_from_checkpoint"],
         )
-    problems += [p for p in (preflight.vllm_problem(settings["use_vllm"]), _model_problem(settings)) if p]
+    if settings["model_name_or_path"] is None:
+        problems.append(f"model_name_or_path is not set: name a Hub id, a local folder or {TINY_MODEL}")
+    if not settings["dry_run"]:
+        problems += machine_problems(settings)
     if problems:
         raise UsageError(*problems)
     return settings, run_plan
+
+
+def machine_problems(settings: dict) -> list[str]:
+    """What this machine lacks for the run: vLLM when the recipe uses it, the model (on disk, in the cache or
+    on the Hub), and, listed by dry runs only, a GPU for a recipe that does not set use_cpu. A launch refuses
+    the first two; a dry run lists them all as notes under its plan."""
+    lacks = [preflight.vllm_problem(settings["use_vllm"])]
+    if settings["model_name_or_path"] is not None:
+        lacks.append(model_problem(settings["model_name_or_path"], settings["model_revision"]))
+    if settings["dry_run"]:
+        lacks.append(preflight.gpu_problem(settings["use_cpu"]))
+    return [problem for problem in lacks if problem]
 
 
 def launch_engine(accelerate_config: str | None = None) -> Engine:
@@ -104,12 +125,6 @@ def parse_args(
 
 def _build(dataclass_type, settings: dict):
     return dataclass_type(**{f.name: settings[f.name] for f in fields(dataclass_type) if f.init and f.name in settings})
-
-
-def _model_problem(settings: dict) -> str | None:
-    if settings["model_name_or_path"] is None:
-        return f"model_name_or_path is not set: name a Hub id, a local folder or {TINY_MODEL}"
-    return model_problem(settings["model_name_or_path"], settings["model_revision"])
 
 
 def name_problems(settings: dict) -> list[str]:
@@ -260,6 +275,7 @@ def train(script_args: ScriptArguments, training_args: REALConfig, model_args: M
         peft_config=get_peft_config(model_args),
         quantization_config=get_quantization_config(model_args),
     )
+    reduce_fsdp2_gradients_in_float32(trainer)  # the plan's gradients line; FSDP2 with bf16 only
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(training_args.output_dir)
     trainer.save_state()  # trainer_state.json with the whole log history, even when no checkpoint was saved
@@ -276,12 +292,22 @@ def main(argv: list[str] | None = None) -> None:
         settings, run_plan = check_launch(argv)
         if settings["dry_run"]:
             if is_main_process():
-                print(f"{run_plan.describe()}\ndry run: nothing was loaded; run again without --dry_run to train")
+                print(dry_run_report(run_plan, machine_problems(settings)))
             return
         train(*build_arguments(settings, run_plan), run_plan)
     except UsageError as error:
         report(error.problems)
         sys.exit(2)
+
+
+def dry_run_report(run_plan: RunPlan, lacks: list[str]) -> str:
+    """The plan, what this machine lacks for the run (a launch here would stop on it), and the dry run's last line."""
+    lines = [run_plan.describe()]
+    if lacks:
+        lines.append("on this machine (a launch here would stop on these; the plan does not depend on them):")
+        lines += [f"  - {problem}" for problem in lacks]
+    lines.append("dry run: nothing was loaded; run again without --dry_run to train")
+    return "\n".join(lines)
 
 
 def report(problems: list[str]) -> None:

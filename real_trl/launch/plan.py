@@ -9,8 +9,9 @@ its TRL default (`DEFAULTS`). With the engine the launch runs on (`engine.Engine
 - every problem with it and with the step schedule, all at once, each naming the fix (`plan_problems`):
   checkpoints, validations and the end of training must fall on generation-batch boundaries;
 - the whole plan (`RunPlan`): length in optimizer steps, generation batches and epochs, checkpoint and
-  validation frequency, precision (`engine.decide_precision`). The launcher prints it, and
-  `scripts/train.py --dry_run` prints it and exits.
+  validation frequency, how each generation batch is cut into micro-steps, precision
+  (`engine.decide_precision`) and the dtypes gradients are reduced and accumulated in
+  (`engine.gradient_precision`). The launcher prints it, and `scripts/train.py --dry_run` prints it and exits.
 
 No model and no dataset is loaded: a recipe is checked on any machine before anything heavy happens; only
 `known_dataset_size` reads the data registry. The whole-group rule and the REAL loss types are the core's
@@ -23,7 +24,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from real_trl.launch.engine import Engine, Precision, decide_precision
+from real_trl.launch.engine import Engine, GradientPrecision, Precision, decide_precision, gradient_precision
 from real_trl.layout import whole_group_problem
 from real_trl.losses import REAL_LOSS_TYPES
 
@@ -34,7 +35,7 @@ DEFAULTS = dict(  # noqa: C408 (keyword form: the field names read as in a recip
     generation_batch_size=None, loss_type="real", per_device_eval_batch_size=8, num_generations_eval=None,
     eval_strategy="no", eval_steps=None, save_strategy="steps", save_steps=500, logging_steps=10, max_steps=-1,
     num_train_epochs=3.0, learning_rate=1e-6, bf16=None, fp16=False, dtype="float32", dataset_name="deepscaler",
-    dataset_path=None, max_train_samples=None,
+    dataset_path=None, max_train_samples=None, whole_groups_per_step=False,
 )
 # fmt: on
 
@@ -51,6 +52,12 @@ class PlanError(ValueError):
 
 def _get(settings: Mapping, name: str):
     return settings.get(name, DEFAULTS[name])
+
+
+def plans_whole_groups(settings: Mapping) -> bool:
+    """Whether each generation batch is planned at group level: always for the REAL losses, and for TRL's
+    loss types with `whole_groups_per_step`."""
+    return _get(settings, "loss_type") in REAL_LOSS_TYPES or bool(_get(settings, "whole_groups_per_step"))
 
 
 def strategy(settings: Mapping, name: str) -> str:
@@ -120,7 +127,7 @@ def _derive_batch(settings: Mapping, num_processes: int) -> tuple[BatchPlan | No
     micro = per_device * num_processes
     steps, problems = _micro_steps_per_generation(settings, num_processes)
     where = f"batch arithmetic does not divide for {_processes(num_processes)}"
-    if _get(settings, "loss_type") in REAL_LOSS_TYPES:
+    if plans_whole_groups(settings):
         problems.append(whole_group_problem(per_device, num_processes, group))
     if steps is not None and steps % accumulation:
         problems.append(
@@ -226,6 +233,8 @@ class RunPlan:
     engine: Engine
     batch: BatchPlan
     precision: Precision
+    gradients: GradientPrecision
+    whole_groups: bool  # the generation batch is planned at group level (REAL's planner)
     optimizer_steps: int | None  # None when epochs of a dataset of unknown size set the length
     num_train_epochs: float | None  # set when max_steps is not
     dataset_name: str
@@ -252,7 +261,8 @@ class RunPlan:
             max_steps = math.ceil(epochs * size / batch.prompts_per_optimizer_step) if size else None
         precision = decide_precision(engine, _get(settings, "dtype"), _get(settings, "bf16"), _get(settings, "fp16"))
         return cls(
-            engine, batch, precision, max_steps, epochs, _get(settings, "dataset_name"), size,
+            engine, batch, precision, gradient_precision(engine, precision), plans_whole_groups(settings),
+            max_steps, epochs, _get(settings, "dataset_name"), size,
             _interval(settings, "save_steps"), _interval(settings, "eval_steps"),
             strategy(settings, "save_strategy"), strategy(settings, "eval_strategy"),
         )  # fmt: skip
@@ -278,15 +288,26 @@ class RunPlan:
             return "every " + self._in_both_units(steps)
         return "none" if strategy == "no" else f"every {strategy}"
 
+    def _layout(self) -> str:
+        if self.whole_groups:
+            return (
+                "whole groups in every micro-step, so every optimizer step holds whole groups (group-level plan, "
+                "real_trl.layout)"
+            )
+        return "TRL's per-row shuffle: a group's completions spread over the optimizer steps of its generation batch"
+
     def describe(self) -> str:
-        """The plan, one aspect a line: engine, batch, length, checkpoints, validation, precision."""
+        """The plan, one aspect a line: engine, batch, layout, length, checkpoints, validation, precision,
+        gradients."""
         lines = [
             f"engine: {self.engine.describe()}",
             f"batch: {self.batch.describe()}",
+            f"layout: {self._layout()}",
             f"length: {self._length()}",
             f"checkpoints: {self._every(self.save_steps, self.save_strategy)}",
             f"validation: {self._every(self.eval_steps, self.eval_strategy)}",
             f"precision: {self.precision.describe()}",
+            f"gradients: {self.gradients.describe()}",
         ]
         if self.precision.note:
             lines.append(f"precision changed: {self.precision.note}")
