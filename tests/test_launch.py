@@ -476,6 +476,20 @@ def test_smoke_recipe_single_process_accelerate(tmp_path):
 
 
 @pytest.mark.slow
+def test_cpu_config_starts_as_many_cpu_processes_as_asked(tmp_path):
+    script = tmp_path / "where.py"
+    script.write_text(
+        "import os\nfrom accelerate import PartialState\nstate = PartialState(cpu=True)\n"
+        "print('rank', state.process_index, 'of', state.num_processes, state.device.type, flush=True)\n"
+    )
+    for processes in (1, 2):
+        result = _run([*_accelerate("cpu", processes), str(script)])
+        assert result.returncode == 0, result.stderr[-2000:]
+        lines = sorted(line for line in result.stdout.splitlines() if line.startswith("rank"))
+        assert lines == [f"rank {rank} of {processes} cpu" for rank in range(processes)]
+
+
+@pytest.mark.slow
 def test_smoke_recipe_torchrun_two_processes_checkpoints_and_resumes(tmp_path, tiny_model_dir):
     torchrun = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(free_port())]
     model = ("--model_name_or_path", str(tiny_model_dir))  # a saved model on disk: the from_pretrained path

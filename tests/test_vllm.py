@@ -58,13 +58,14 @@ def _logp_difference(log: list[dict], prefix: str = "") -> dict[int, float]:
 
 
 def test_weight_sync_is_exact_at_every_generation_batch_and_the_check_fails_without_it(tmp_path):
-    """The smoke recipe at lr 1e-2 for 3 generation batches with TRL's sampling correction off (so the metric is
-    REALTrainer's own), one process, run side by side with and without the weight sync. With it, the trainer's
-    pi_old and vLLM's log-probs of the sampled tokens agree to float32 precision at every generation batch; without
-    it they drift apart. (The correction on: TRL's own metric, in the two-process test; REAL's loss is the same
-    either way: tests/test_trainer.py.)"""
+    """The smoke recipe at lr 1e-2 with one optimizer step per generation batch and TRL's sampling correction off
+    (so TRL keeps no pi_old and logs no difference: the metric is REALTrainer's own, with its own forward pass), one
+    process, run side by side with and without the weight sync. With it, the trainer's and vLLM's log-probs of the
+    sampled tokens agree to float32 precision at every generation batch; without it they drift apart. (The
+    correction on, with TRL's own metric: the two-process test; REAL's loss is the same either way:
+    tests/test_trainer.py.)"""
     flags = ["--config", str(SMOKE), "--use_vllm", "true", "--vllm_importance_sampling_correction", "false",
-             "--learning_rate", "1e-2", "--max_steps", "6", "--eval_strategy", "no",
+             "--steps_per_generation", "1", "--learning_rate", "1e-2", "--max_steps", "4", "--eval_strategy", "no",
              "--save_strategy", "no"]  # fmt: skip
     scripts = {"sync": "scripts/train.py", "no_sync": "tests/vllm_train_worker.py"}  # TRL's sync_weights a no-op
     processes = {
@@ -74,13 +75,13 @@ def test_weight_sync_is_exact_at_every_generation_batch_and_the_check_fails_with
     outputs = {name: _finish(process) for name, process in processes.items()}
     logs = {name: _log(tmp_path / name) for name in scripts}
     difference = _logp_difference(logs["sync"])
-    assert sorted(difference) == [1, 3, 5], difference  # 2 optimizer steps per generation batch
+    assert sorted(difference) == [1, 2, 3, 4], difference  # every optimizer step starts a generation batch
     assert max(difference.values()) < FLOAT32_PRECISION, difference
     assert not any("sampling/importance_sampling_ratio/max" in entry for entry in logs["sync"])  # TRL logged none
     # Without the sync the same check fails from the second generation batch on (the first one samples the
     # initial weights on both sides).
     drift = _logp_difference(logs["no_sync"])
-    assert drift[1] < FLOAT32_PRECISION and min(drift[3], drift[5]) > DRIFT, drift
+    assert drift[1] < FLOAT32_PRECISION and min(drift[step] for step in (2, 3, 4)) > DRIFT, drift
     assert "weight_loader" not in "".join(outputs.values())
 
 
