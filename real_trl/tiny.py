@@ -51,11 +51,15 @@ def build_tiny_model(
     tokenizer: PreTrainedTokenizerFast | None = None,
     hidden_size: int = 64,
     num_layers: int = 2,
-    num_heads: int = 4,
+    num_heads: int = 2,
     seed: int = 0,
 ) -> Qwen2ForCausalLM:
     """A randomly initialised Qwen2 model sized for CPU tests (~100k parameters by default), with
-    its vocabulary and special tokens taken from `tokenizer` (default: `build_tiny_tokenizer()`)."""
+    its vocabulary and special tokens taken from `tokenizer` (default: `build_tiny_tokenizer()`).
+
+    Two heads of 32 by default: vLLM's CPU attention takes head sizes from 32 up (not 16), so the same
+    model also runs with `use_vllm` on CPU. Key/value heads are half the heads, so the projections' shapes
+    (and the parameter count) do not depend on `num_heads`."""
     tokenizer = tokenizer or build_tiny_tokenizer()
     config = Qwen2Config(
         vocab_size=len(tokenizer),

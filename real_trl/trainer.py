@@ -51,6 +51,7 @@ from real_trl.losses import (
     sequence_scores,
 )
 from real_trl.sampler import ResumableRepeatSampler
+from real_trl.vllm_cpu import cpu_engine
 
 # Dataset columns that carry images into GRPOTrainer's multimodal path.
 IMAGE_COLUMNS = ("image", "images")
@@ -79,7 +80,8 @@ class REALTrainer(GRPOTrainer):
         self._uses_real_loss = getattr(args, "loss_type", None) in REAL_LOSS_TYPES
         if not self._uses_real_loss:  # a TRL loss type: GRPOTrainer's own name, tags and paper on the card
             self._tag_names, self._name, self._paper = GRPOTrainer._tag_names, GRPOTrainer._name, GRPOTrainer._paper
-        super().__init__(model, reward_funcs, args, *positional, **kwargs)
+        with cpu_engine(args, weights_dtype=lambda: _weights_dtype(self.model)):  # vLLM on CPU; nothing on GPU
+            super().__init__(model, reward_funcs, args, *positional, **kwargs)
         self._plans_whole_groups = self._uses_real_loss or bool(getattr(args, "whole_groups_per_step", False))
         if self._plans_whole_groups:
             _refuse_images(self.train_dataset, self.eval_dataset, self._image_setting())
@@ -117,6 +119,7 @@ class REALTrainer(GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
+        self._log_sampling_logp_difference(output)
         mode = "train" if self.model.training else "eval"
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
         rule, threshold = getattr(self.args, "label_rule", "threshold"), getattr(self.args, "label_threshold", 0.5)
@@ -141,6 +144,33 @@ class REALTrainer(GRPOTrainer):
         denominator = loss_denominator(self.loss_type, labels, group_ids)
         output["real_denominators"] = torch.full((local,), denominator, dtype=torch.float64, device=labels.device)
         return output
+
+    def _log_sampling_logp_difference(self, output: dict) -> None:
+        """TRL's `sampling/sampling_logp_difference/{mean,max}`, |log pi_old - log pi_vLLM| over the sampled tokens,
+        also when `vllm_importance_sampling_correction` is off (TRL logs it only when on): it shows at every
+        generation batch that vLLM samples from the trainer's weights (float32: about 1e-6). Without a stored pi_old
+        (one optimizer step per generation batch) it costs one no-grad forward pass."""
+        sampled = output.get("sampling_per_token_logps")
+        if not self.use_vllm or self.vllm_importance_sampling_correction or sampled is None:
+            return  # no vLLM, or TRL logs it itself
+        old = output.get("old_per_token_logps")
+        if old is None:
+            with torch.no_grad():
+                old, _, _ = self._get_per_token_logps_and_entropies(
+                    self.model,
+                    torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1),
+                    torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1),
+                    output["completion_ids"].size(1),
+                )
+        mask = output["completion_mask"]
+        mask = mask if "tool_mask" not in output else mask * output["tool_mask"]
+        delta = (old - sampled).abs()
+        delta = delta[mask.bool() & ~torch.isnan(delta)]  # tokens vLLM could not score carry NaN, as in TRL
+        zero = torch.zeros((), device=old.device)
+        metrics = self._metrics["train" if self.model.training else "eval"]
+        mean, largest = (delta.mean(), delta.max()) if delta.numel() else (zero, zero)
+        metrics["sampling/sampling_logp_difference/mean"].append(self.accelerator.gather(mean).mean().item())
+        metrics["sampling/sampling_logp_difference/max"].append(self.accelerator.gather(largest).max().item())
 
     def _log_group_outcomes(self, grouped_labels: torch.Tensor, has_signal: torch.Tensor, mode: str) -> None:
         positives = (grouped_labels == 1).sum(1)
@@ -394,6 +424,11 @@ class REALTrainer(GRPOTrainer):
             members = table.label == label
             metrics[f"real/score_{name}"].append(_mean(table.score[members]))
             metrics[f"real/weight_{name}"].append(_mean(magnitude[members & (weights != 0)]))
+
+
+def _weights_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The dtype of the model's floating-point weights (what a colocated vLLM engine on CPU computes in)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
 
 
 def _mean(values: torch.Tensor) -> float:

@@ -75,6 +75,18 @@ def test_grpo_only_settings_are_ignored_with_one_warning():
     assert set(GRPO_ONLY_SETTINGS) <= {f.name for f in fields(REALConfig)}
 
 
+def test_vllm_sampling_correction_is_reported_as_leaving_the_real_loss_unchanged():
+    with pytest.warns(UserWarning) as caught:
+        make(vllm_importance_sampling_correction=False, epsilon=0.3)
+    messages = [str(warning.message) for warning in caught]
+    assert "loss_type='real' ignores these GRPO-only settings: epsilon=0.3" in messages
+    assert any(
+        message.startswith("loss_type='real' does not apply TRL's vLLM importance-sampling ratio")
+        and "its loss is the same with vllm_importance_sampling_correction=False" in message
+        for message in messages
+    ), messages
+
+
 def test_default_checkpoints_fall_between_generation_batches():
     assert make(steps_per_generation=3, gradient_accumulation_steps=1).save_steps == 498
 

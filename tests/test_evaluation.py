@@ -265,12 +265,16 @@ class FakeSamplingParams:
         self.kwargs = kwargs
 
 
-def fake_vllm(monkeypatch):
-    """An importable `vllm` module with a fake LLM, so the backend's plumbing runs without a GPU."""
+def fake_vllm(monkeypatch, on_cpu: bool = False):
+    """An importable `vllm` module with a fake LLM, so the backend's plumbing runs without a GPU; its platform is
+    a GPU unless `on_cpu` (vLLM's CPU build)."""
     module = types.ModuleType("vllm")
     module.__spec__ = importlib.machinery.ModuleSpec("vllm", None)
     module.LLM, module.SamplingParams = FakeLLM, FakeSamplingParams
+    platforms = types.ModuleType("vllm.platforms")
+    platforms.current_platform = types.SimpleNamespace(is_cpu=lambda: on_cpu)
     monkeypatch.setitem(sys.modules, "vllm", module)
+    monkeypatch.setitem(sys.modules, "vllm.platforms", platforms)
 
 
 def test_vllm_backend_plumbing(tiny_model_dir, monkeypatch):
@@ -295,6 +299,18 @@ def test_vllm_backend_plumbing(tiny_model_dir, monkeypatch):
     assert [(c.num_tokens, c.truncated) for c in samples[1]] == [(3, False), (3, True)]
     with pytest.raises(UsageError, match="use --backend transformers"):
         build_backend("vllm", "real_trl.tiny")
+
+
+def test_vllm_backend_on_cpu_runs_one_eager_engine_in_process(tiny_model_dir, monkeypatch):
+    fake_vllm(monkeypatch, on_cpu=True)
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")
+    backend = build_backend("vllm", str(tiny_model_dir), dtype="float32")
+    backend.generate([[5, 6]], Protocol(n=1, temperature=0.0, top_p=1.0, max_new_tokens=4))
+    kwargs = FakeLLM.instances[-1].kwargs
+    assert (kwargs["enforce_eager"], kwargs["dtype"]) == (True, "float32")
+    assert os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0" and os.environ["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    assert backend.llm_kwargs["enforce_eager"] is False  # the GPU arguments themselves are left as they were
 
 
 def test_data_parallel_gpu_assignment(tiny_model_dir, monkeypatch):

@@ -354,6 +354,42 @@ def test_a_launch_without_vllm_or_the_model_still_refuses(tmp_path, monkeypatch,
     assert stopped.value.code == 2
 
 
+@pytest.mark.parametrize(
+    ("flags", "refusal"),
+    [
+        (["--vllm_mode", "server"], "vllm_mode server needs a GPU: TRL pushes the weights to the vLLM server"),
+        (["--vllm_enable_sleep_mode", "true"], "vllm_enable_sleep_mode needs a GPU: vLLM's CPU platform has no sleep"),
+    ],
+)
+def test_vllm_settings_cpu_vllm_cannot_honour_are_refused_without_a_gpu(tmp_path, monkeypatch, flags, refusal):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: name == "vllm" or real_find_spec(name))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert [p for p in problems_of(smoke(tmp_path, "--use_vllm", "true", *flags)) if p.startswith(refusal)]
+    main(smoke(tmp_path, "--use_vllm", "true", *flags, "--dry_run"))  # a dry run lists it under the plan
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert not [p for p in problems_of(smoke(tmp_path, "--use_vllm", "true", *flags, "--tau", "0")) if "GPU" in p]
+
+
+def test_a_vllm_max_model_length_that_would_cut_completions_is_refused(tmp_path):
+    # the smoke recipe: prompts up to 256 tokens, completions up to 24
+    problems = problems_of(smoke(tmp_path, "--use_vllm", "true", "--vllm_max_model_length", "200"))
+    assert problems[0] == (
+        "vllm_max_model_length 200 is shorter than max_prompt_length 256 + max_completion_length 24 = 280, so vLLM "
+        "would cut completions short: raise it to 280 or more"
+    )
+    settings, _ = check_launch(smoke(tmp_path, "--use_vllm", "false", "--vllm_max_model_length", "200"))
+    assert settings["vllm_max_model_length"] == 200  # without vLLM the setting is unused
+
+
+def test_the_tiny_model_is_saved_for_vllm_in_output_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: name == "vllm" or real_find_spec(name))
+    _, training_args, model_args = parse_args(smoke(tmp_path, "--use_vllm", "true"))
+    model = trainer_model(model_args, training_args, build_tiny_tokenizer())
+    folder = tmp_path / "run" / "real_trl.tiny"
+    assert model.name_or_path == str(folder) and (folder / "config.json").is_file()
+    assert (folder / "tokenizer_config.json").is_file()
+
+
 def test_bf16_weights_on_one_process_are_loaded_in_float32(tmp_path, tiny_model_dir):
     # One process steps the parameters themselves: bf16 weights would lose AdamW's small updates.
     settings, plan = check_launch(smoke(tmp_path, "--dtype", "bfloat16", "--bf16", "true", "--use_cpu", "true"))
@@ -437,6 +473,20 @@ def test_smoke_recipe_single_process_accelerate(tmp_path):
     state = json.loads((tmp_path / "trainer_state.json").read_text())
     validation = [entry["eval_reward"] for entry in log if "eval_reward" in entry]
     assert state["best_metric"] == max(validation) and state["best_model_checkpoint"].endswith("checkpoint-4")
+
+
+@pytest.mark.slow
+def test_cpu_config_starts_as_many_cpu_processes_as_asked(tmp_path):
+    script = tmp_path / "where.py"
+    script.write_text(
+        "import os\nfrom accelerate import PartialState\nstate = PartialState(cpu=True)\n"
+        "print('rank', state.process_index, 'of', state.num_processes, state.device.type, flush=True)\n"
+    )
+    for processes in (1, 2):
+        result = _run([*_accelerate("cpu", processes), str(script)])
+        assert result.returncode == 0, result.stderr[-2000:]
+        lines = sorted(line for line in result.stdout.splitlines() if line.startswith("rank"))
+        assert lines == [f"rank {rank} of {processes} cpu" for rank in range(processes)]
 
 
 @pytest.mark.slow

@@ -220,7 +220,7 @@ def test_paper_recipe_precision_on_each_engine(config, dtype):
         ("zero3", 8, 1, "DEEPSPEED"),
         ("fsdp2", 8, 1, "FSDP"),
         ("multinode_zero2", 16, 2, "DEEPSPEED"),
-        ("cpu", 1, 1, "NO"),
+        ("cpu", 1, 1, "MULTI_GPU"),  # accelerate's multi-process launcher; use_cpu keeps the processes on CPU
     ],
 )
 def test_accelerate_configs_load(name, processes, machines, kind):
@@ -250,7 +250,8 @@ def test_accelerate_configs_load(name, processes, machines, kind):
     if name == "fsdp2":
         assert config.fsdp_config["fsdp_version"] == 2
     assert engine.num_processes == config.num_processes
-    assert engine.kind == {"MULTI_GPU": "ddp", "DEEPSPEED": "deepspeed", "FSDP": "fsdp", "NO": "single"}[kind]
+    kinds = {"MULTI_GPU": "ddp" if processes > 1 else "single", "DEEPSPEED": "deepspeed", "FSDP": "fsdp"}
+    assert engine.kind == kinds[kind]
 
 
 @pytest.mark.parametrize("num_processes", [1, 2])

@@ -326,3 +326,25 @@ def test_image_inputs_are_refused_at_construction(tmp_path):
                 eval_dataset=evaluation,
                 processing_class=build_tiny_tokenizer(),
             )
+
+
+@pytest.mark.parametrize("loss_type", ["real", "grpo"])
+def test_vllms_importance_sampling_ratio_does_not_reach_the_real_loss(tmp_path, loss_type):
+    """With vllm_importance_sampling_correction, TRL puts each token's vLLM-to-trainer ratio in the batch and GRPO's
+    loss multiplies by it. REAL's score is measured against pi_old, which the trainer recomputes: its loss is the
+    same to the bit with the ratio and without (docs/method.md). GRPO's changes, so the check could fail."""
+    trainer, _, micro_batches = _generation_batch_and_micro_batches(tmp_path, loss_type, whole_groups=True)
+    with torch.no_grad():  # away from pi_old, so that the ratios pi_theta / pi_old are not all 1
+        for parameter in trainer.model.parameters():
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=torch.Generator().manual_seed(1)))
+    trainer.current_gradient_accumulation_steps = 2
+    micro = micro_batches[0]
+    generator = torch.Generator().manual_seed(2)
+    ratio = 0.5 + 1.5 * torch.rand(micro["completion_mask"].shape, generator=generator)
+    without = trainer._compute_loss(trainer.model, micro)
+    trainer.use_vllm, trainer.vllm_importance_sampling_correction = True, True  # as TRL sets them for vLLM
+    with_ratio = trainer._compute_loss(trainer.model, {**micro, "importance_sampling_ratio": ratio})
+    if loss_type == "real":
+        assert torch.equal(with_ratio, without)
+    else:
+        assert not torch.allclose(with_ratio, without)

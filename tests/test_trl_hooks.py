@@ -60,6 +60,8 @@ def test_state_we_rely_on_is_still_there():
         "_last_world_entropy",
         "_entropy_window_stats",
         "importance_sampling_level",
+        "use_vllm",
+        "vllm_importance_sampling_correction",
     ):
         assert f"self.{attribute} =" in init, attribute
     # REAL's KL term is GRPO's (tests/test_trainer.py compares them); these are the settings it reads
@@ -69,6 +71,10 @@ def test_state_we_rely_on_is_still_there():
     generate = inspect.getsource(GRPOTrainer._generate_and_score_completions)
     assert "self._calculate_rewards(" in generate and '"completion_ids": completion_ids' in generate
     assert 'output["old_per_token_logps"]' in generate and 'output["ref_per_token_logps"]' in generate
+    # the sampling log-prob metric REALTrainer logs also with the correction off: TRL's keys and inputs
+    assert 'output["sampling_per_token_logps"]' in generate
+    assert '"sampling/sampling_logp_difference/max"' in generate
+    assert "if self.use_vllm and self.vllm_importance_sampling_correction:" in generate
     # GRPOTrainer's losses scale themselves for gradient accumulation, and so does ours
     assert GRPOTrainer.loss_is_scaled_for_ga is True
 

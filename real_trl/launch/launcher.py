@@ -38,6 +38,7 @@ from real_trl.models import TINY_MODEL, load_tokenizer, model_problem
 from real_trl.rewards import REWARD_NAMES, build_rewards, default_num_workers, usable_cores
 from real_trl.tiny import build_tiny_model
 from real_trl.trainer import REALTrainer
+from real_trl.vllm_cpu import shutdown_colocated_engine
 
 BANNER = "=" * 100
 
@@ -68,6 +69,7 @@ def check_launch(argv: list[str] | None = None, num_processes: int | None = None
     if num_processes is not None:
         engine = replace(engine, num_processes=num_processes)
     problems = name_problems(settings) + plan_problems(settings, engine.num_processes)
+    problems += [problem for problem in [preflight.vllm_length_problem(settings)] if problem]
     run_plan = None if problems else RunPlan.from_settings(settings, engine)
     if run_plan is not None and run_plan.gradients.problem:  # a setting the engine refuses at start-up
         problems.append(run_plan.gradients.problem)
@@ -98,6 +100,7 @@ def machine_problems(settings: dict) -> list[str]:
         lacks.append(model_problem(settings["model_name_or_path"], settings["model_revision"]))
     if settings["dry_run"]:
         lacks.append(preflight.gpu_problem(settings["use_cpu"]))
+    lacks += preflight.vllm_cpu_problems(settings)  # server mode and sleep mode need a GPU
     return [problem for problem in lacks if problem]
 
 
@@ -224,7 +227,10 @@ def trainer_model(model_args: ModelConfig, training_args: REALConfig, tokenizer)
     """REALTrainer's `model` argument: the tiny model, built here, or the name TRL loads with our settings."""
     if model_args.model_name_or_path == TINY_MODEL:
         model = build_tiny_model(tokenizer, seed=training_args.seed)  # same seed: every process starts identical
-        return model if model_args.dtype in (None, "auto") else model.to(getattr(torch, model_args.dtype))
+        model = model if model_args.dtype in (None, "auto") else model.to(getattr(torch, model_args.dtype))
+        if training_args.use_vllm:  # vLLM loads its engine's weights from a folder
+            model.name_or_path = model.config._name_or_path = save_for_vllm(model, tokenizer, training_args)
+        return model
     init_kwargs = {
         "revision": model_args.model_revision,
         "dtype": model_args.dtype,
@@ -233,6 +239,17 @@ def trainer_model(model_args: ModelConfig, training_args: REALConfig, tokenizer)
     }
     training_args.model_init_kwargs = {**init_kwargs, **(training_args.model_init_kwargs or {})}
     return model_args.model_name_or_path
+
+
+def save_for_vllm(model, tokenizer, training_args: REALConfig) -> str:
+    """Save the built-in tiny model (as built, before training) to output_dir/real_trl.tiny for vLLM to load; the
+    main process writes it while the others wait. Returns the folder."""
+    folder = os.path.join(training_args.output_dir, TINY_MODEL)
+    with training_args.main_process_first(local=False, desc="saving the tiny model for vLLM"):
+        if training_args.process_index == 0:
+            model.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+    return folder
 
 
 def last_checkpoint(output_dir: str) -> str | None:
@@ -279,6 +296,7 @@ def train(script_args: ScriptArguments, training_args: REALConfig, model_args: M
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(training_args.output_dir)
     trainer.save_state()  # trainer_state.json with the whole log history, even when no checkpoint was saved
+    shutdown_colocated_engine(trainer)  # vLLM on CPU: before end_training, which its exit would otherwise follow
     if trainer.accelerator.num_processes > 1:
         trainer.accelerator.end_training()  # release the process group: exiting with gloo's threads running can abort
     if is_main:
