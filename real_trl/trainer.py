@@ -21,8 +21,8 @@ ZeRO and FSDP reduce the gradient as they would any data-parallel loss. docs/met
 
 Three more serve the REAL loss types' cost: `training_step` and `prediction_step` set the token tile of
 TRL's fused LM head (`REALConfig.logprob_chunk_size`), and `_get_per_token_logps_and_entropies` skips TRL's
-pi_old forward over the whole generation batch where the rows without signal are skipped (and in evaluation):
-the rows the plan trains get theirs after the rewards, one forward per micro-step.
+pi_old forward over the whole generation batch: the rows the plan trains get theirs after the rewards, one
+forward per micro-step, and evaluation needs none.
 """
 
 from __future__ import annotations
@@ -282,15 +282,16 @@ class REALTrainer(GRPOTrainer):
             return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
 
     def _defers_pi_old(self) -> bool:
-        """Whether TRL's pi_old forward over every row of the generation batch gives way to one over the rows
-        that train. TRL runs it when generation falls inside an optimizer step (its condition, less vLLM's);
-        REAL needs it only for the rows it trains, and in evaluation not at all (pi_old is then the current
-        policy). vLLM's importance-sampling correction keeps TRL's: its ratio and metrics cover every row."""
+        """Whether TRL's pi_old forward over every row of the generation batch gives way to REAL's over the rows
+        that train, once the plan is made. TRL runs it when generation falls inside an optimizer step (its
+        condition, less vLLM's). REAL needs pi_old only for the rows it trains, with their training padding
+        (where no row is skipped: every row, the same cost as TRL's), and in evaluation not at all (pi_old is then
+        the current policy). vLLM's importance-sampling correction keeps TRL's: its ratio and metrics cover
+        every row."""
         generate_every = self.args.steps_per_generation * self.num_iterations
         trl_runs_it = self.args.gradient_accumulation_steps % generate_every != 0
         vllm_correction = self.use_vllm and self.vllm_importance_sampling_correction
-        rows_left_out = self.skips_rows or not self.model.training
-        return self._uses_real_loss and trl_runs_it and not vllm_correction and rows_left_out
+        return self._uses_real_loss and trl_runs_it and not vllm_correction
 
     @contextlib.contextmanager
     def _pi_old_for_trained_rows_only(self):

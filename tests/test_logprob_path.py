@@ -173,11 +173,15 @@ def test_pi_old_of_the_trained_rows_only_gives_the_same_updates(tmp_path, initia
     assert_same_update(params, trl_params, initial, rtol=1e-6)
 
 
-def test_trls_pi_old_stays_where_every_row_needs_it(tmp_path):
-    # rows not skipped: every row trains, TRL's forward over the whole batch is the one needed
+def test_without_skipping_pi_old_covers_every_row_in_the_training_padding(tmp_path):
     no_skip = make_trainer(tmp_path / "no_skip", skip_no_signal=False)
     _, forwards = train(no_skip)
-    assert not any(c["skipped"] for c in forwards.calls) and forwards.of(grad=False)[0]["rows"] == 16
+    assert [c["rows"] for c in forwards.calls if c["skipped"]] == [16]
+    assert [c["rows"] for c in forwards.of(grad=False)] == [4, 4, 4, 4]  # TRL's: 16 rows in chunks of 4
+    assert no_skip.state.log_history[0]["real/approx_kl"] == 0.0
+
+
+def test_trls_pi_old_stays_where_vllm_needs_every_row(tmp_path):
     # vLLM's importance-sampling correction reads pi_old for every row (its ratio and metrics)
     vllm = make_trainer(tmp_path / "vllm")
     assert vllm._defers_pi_old()
@@ -185,6 +189,8 @@ def test_trls_pi_old_stays_where_every_row_needs_it(tmp_path):
     assert not vllm._defers_pi_old()
     vllm.vllm_importance_sampling_correction = False
     assert vllm._defers_pi_old()
+    # generation on optimizer-step boundaries: TRL computes no pi_old, nor does REAL
+    assert not make_trainer(tmp_path / "aligned", gradient_accumulation_steps=4)._defers_pi_old()
     # TRL's loss types: GRPOTrainer's own path
     assert not make_trainer(tmp_path / "grpo", loss_type="grpo")._defers_pi_old()
 
