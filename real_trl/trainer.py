@@ -1,6 +1,6 @@
 """REALTrainer: GRPOTrainer with REAL's objective.
 
-Five GRPOTrainer hooks are overridden. Two serve every loss type: `_get_train_sampler` makes the
+Eight GRPOTrainer hooks are overridden. Two serve every loss type: `_get_train_sampler` makes the
 sampler resume exactly (`sampler.py`), and `_calculate_rewards` keeps the gathered rewards, from which
 `_generate_and_score_completions` logs each generation batch's group outcomes. For TRL's own loss types
 nothing else changes, unless `whole_groups_per_step` asks `_prepare_inputs` for the group-level plan below
@@ -21,8 +21,8 @@ ZeRO and FSDP reduce the gradient as they would any data-parallel loss. docs/met
 
 Three more serve the REAL loss types' cost: `training_step` and `prediction_step` set the token tile of
 TRL's fused LM head (`REALConfig.logprob_chunk_size`), and `_get_per_token_logps_and_entropies` skips TRL's
-pi_old forward over the whole generation batch: the rows the plan trains get theirs after the rewards, one
-forward per micro-step, and evaluation needs none.
+pi_old forward over the whole generation batch (unless vLLM's importance-sampling correction needs it): the
+rows the plan trains get theirs after the rewards, one forward per micro-step, and evaluation needs none.
 """
 
 from __future__ import annotations
