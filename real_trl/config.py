@@ -42,6 +42,11 @@ GRPO_ONLY_SETTINGS = (
     "vllm_importance_sampling_clip_min",
     "vllm_importance_sampling_cap",
 )
+# Tokens per tile of TRL's fused LM head (`trl.kernels.chunked_logprob.TOKEN_CHUNK_SIZE`): TRL's own, and the
+# tile `logprob_chunk_size=None` picks where TRL folds tiles in plain torch (CPU, MPS), whose temporaries take
+# about 1 MiB per token of tile with a 151,936-token vocabulary. tests/test_trl_hooks.py holds TRL's to 4096.
+TRL_LOGPROB_TILE = 4096
+TORCH_FALLBACK_LOGPROB_TILE = 256
 _DEFAULT_SAVE_STEPS = next(f.default for f in fields(GRPOConfig) if f.name == "save_steps")
 _GRPO_DEFAULTS = {f.name: f.default for f in fields(GRPOConfig) if f.name in GRPO_ONLY_SETTINGS}
 
@@ -77,6 +82,13 @@ class REALConfig(GRPOConfig):
             With a TRL loss type: cut each generation batch into micro-steps of whole groups with the planner
             the REAL losses use, so every optimizer step holds whole groups (as in the official runs); the loss
             itself stays GRPOTrainer's. The REAL losses always plan whole groups.
+        logprob_chunk_size (`int` or `None`, *optional*, defaults to `None`):
+            Tokens per tile of TRL's fused LM head for the REAL loss types (training, pi_old, reference and
+            evaluation forwards, and their backward). TRL never builds the full logits: it projects tiles of
+            tokens x 32,768 vocabulary columns and recomputes them in the backward. `None`: TRL's tile (4096) where
+            TRL runs its Triton kernel (CUDA, XPU), 256 elsewhere, where TRL's torch fallback holds about 1 MiB
+            per token of tile. `0`: TRL's tile everywhere. `N > 0`: N tokens. Same log-probs; the weight gradient
+            differs by float32 summation order only. TRL's loss types keep GRPOTrainer's tile.
     """
 
     loss_type: str = field(
@@ -129,7 +141,23 @@ class REALConfig(GRPOConfig):
         },
     )
 
+    logprob_chunk_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Tokens per tile of TRL's fused LM head for the REAL loss types (TRL never builds the full logits: "
+            "tiles of tokens x 32,768 vocabulary columns, recomputed in the backward). None (default): TRL's 4096 "
+            "where TRL runs its Triton kernel (CUDA, XPU), 256 elsewhere (TRL's torch fallback holds about 1 MiB per "
+            "token of tile); 0: TRL's tile everywhere (TRL's path); N > 0: N tokens. Same log-probs; TRL's loss "
+            "types keep GRPOTrainer's tile."
+        },
+    )
+
     def __post_init__(self):
+        if self.logprob_chunk_size is not None and self.logprob_chunk_size < 0:
+            raise ValueError(
+                f"logprob_chunk_size must be >= 0 (got {self.logprob_chunk_size}): leave it unset for the automatic "
+                "tile, 0 for TRL's, or a number of tokens."
+            )
         if self.loss_type not in REAL_LOSS_TYPES + TRL_LOSS_TYPES:
             raise ValueError(
                 f"Unknown loss_type {self.loss_type!r}. Choose one of {', '.join(REAL_LOSS_TYPES + TRL_LOSS_TYPES)}."
@@ -149,8 +177,16 @@ class REALConfig(GRPOConfig):
             raise
         if self.loss_type in REAL_LOSS_TYPES:
             self._check_real_settings()
-        elif self.whole_groups_per_step:
-            check_layout(self.per_device_train_batch_size, self.world_size, self.num_generations)
+        else:
+            if self.whole_groups_per_step:
+                check_layout(self.per_device_train_batch_size, self.world_size, self.num_generations)
+            if self.logprob_chunk_size is not None:
+                warnings.warn(
+                    f"logprob_chunk_size applies to the REAL loss types; loss_type={self.loss_type!r} keeps "
+                    f"GRPOTrainer's tile of {TRL_LOGPROB_TILE} tokens",
+                    UserWarning,
+                    stacklevel=3,
+                )
 
     @property
     def uses_real_loss(self) -> bool:
@@ -212,6 +248,18 @@ class REALConfig(GRPOConfig):
                 UserWarning,
                 stacklevel=3,
             )
+
+
+def logprob_tile(logprob_chunk_size: int | None, triton_kernel: bool) -> int:
+    """Tokens per tile of TRL's fused LM head that `REALConfig.logprob_chunk_size` asks for.
+
+    Args:
+        logprob_chunk_size: None (automatic), 0 (TRL's tile) or a number of tokens.
+        triton_kernel: whether TRL folds the tiles with its Triton kernel on the training device (CUDA, XPU).
+    """
+    if logprob_chunk_size is None:
+        return TRL_LOGPROB_TILE if triton_kernel else TORCH_FALLBACK_LOGPROB_TILE
+    return logprob_chunk_size or TRL_LOGPROB_TILE
 
 
 def _has_accelerator(use_cpu: bool) -> bool:

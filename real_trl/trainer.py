@@ -1,6 +1,6 @@
 """REALTrainer: GRPOTrainer with REAL's objective.
 
-Five GRPOTrainer hooks are overridden. Two serve every loss type: `_get_train_sampler` makes the
+Eight GRPOTrainer hooks are overridden. Two serve every loss type: `_get_train_sampler` makes the
 sampler resume exactly (`sampler.py`), and `_calculate_rewards` keeps the gathered rewards, from which
 `_generate_and_score_completions` logs each generation batch's group outcomes. For TRL's own loss types
 nothing else changes, unless `whole_groups_per_step` asks `_prepare_inputs` for the group-level plan below
@@ -18,19 +18,27 @@ nothing else changes, unless `whole_groups_per_step` asks `_prepare_inputs` for 
 
 The backward pass goes through local tensors only (no autograd through collectives), so DDP, DeepSpeed
 ZeRO and FSDP reduce the gradient as they would any data-parallel loss. docs/method.md explains why.
+
+Three more serve the REAL loss types' cost: `training_step` and `prediction_step` set the token tile of
+TRL's fused LM head (`REALConfig.logprob_chunk_size`), and `_get_per_token_logps_and_entropies` skips TRL's
+pi_old forward over the whole generation batch (unless vLLM's importance-sampling correction needs it): the
+rows the plan trains get theirs after the rewards, one forward per micro-step, and evaluation needs none.
 """
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
 import warnings
 from typing import ClassVar
 
 import torch
 from trl import GRPOTrainer
+from trl.kernels import chunked_logprob
+from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import get_config_model_id
 
-from real_trl.config import REALConfig
+from real_trl.config import REALConfig, logprob_tile
 from real_trl.layout import (
     PROMPT_KEYS,
     GenerationBatchPlan,
@@ -86,6 +94,9 @@ class REALTrainer(GRPOTrainer):
         if self._plans_whole_groups:
             _refuse_images(self.train_dataset, self.eval_dataset, self._image_setting())
         self._watched_first_batch = False
+        triton_kernel = chunked_logprob._use_triton(self.accelerator.device)
+        self._logprob_tile = logprob_tile(getattr(args, "logprob_chunk_size", None), triton_kernel)
+        self._skip_next_pi_old_call = self._pi_old_deferred = False
 
     def _image_setting(self) -> str:
         return f"loss_type={self.args.loss_type!r}" if self._uses_real_loss else "whole_groups_per_step=True"
@@ -118,8 +129,10 @@ class REALTrainer(GRPOTrainer):
         return self._rewards_per_func
 
     def _generate_and_score_completions(self, inputs):
-        output = super()._generate_and_score_completions(inputs)
-        self._log_sampling_logp_difference(output)
+        with self._pi_old_for_trained_rows_only():
+            output = super()._generate_and_score_completions(inputs)
+        if self._logs_sampling_difference(output) and not self._pi_old_deferred:  # else: over the trained rows
+            self._log_sampling_logp_difference([self._sampling_logp_difference(output, self._pi_old_of(output))])
         mode = "train" if self.model.training else "eval"
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
         rule, threshold = getattr(self.args, "label_rule", "threshold"), getattr(self.args, "label_threshold", 0.5)
@@ -145,14 +158,18 @@ class REALTrainer(GRPOTrainer):
         output["real_denominators"] = torch.full((local,), denominator, dtype=torch.float64, device=labels.device)
         return output
 
-    def _log_sampling_logp_difference(self, output: dict) -> None:
-        """TRL's `sampling/sampling_logp_difference/{mean,max}`, |log pi_old - log pi_vLLM| over the sampled tokens,
-        also when `vllm_importance_sampling_correction` is off (TRL logs it only when on): it shows at every
-        generation batch that vLLM samples from the trainer's weights (float32: about 1e-6). Without a stored pi_old
-        (one optimizer step per generation batch) it costs one no-grad forward pass."""
-        sampled = output.get("sampling_per_token_logps")
-        if not self.use_vllm or self.vllm_importance_sampling_correction or sampled is None:
-            return  # no vLLM, or TRL logs it itself
+    # -- vLLM: how far its sampling policy is from the trainer's ------------------------------------
+
+    def _logs_sampling_difference(self, output: dict) -> bool:
+        """Whether REALTrainer logs TRL's `sampling/sampling_logp_difference/{mean,max}`, |log pi_old - log pi_vLLM|
+        over the sampled tokens: with vLLM, when TRL does not (it logs it only with
+        `vllm_importance_sampling_correction` on). It shows at every generation batch that vLLM samples from the
+        trainer's weights (in float32: about 1e-6)."""
+        return self.use_vllm and not self.vllm_importance_sampling_correction and "sampling_per_token_logps" in output
+
+    def _pi_old_of(self, output: dict) -> torch.Tensor:
+        """TRL's pi_old of the generation batch; without one (one optimizer step per generation batch), a no-grad
+        forward pass of the current policy, which is then pi_old."""
         old = output.get("old_per_token_logps")
         if old is None:
             with torch.no_grad():
@@ -162,15 +179,27 @@ class REALTrainer(GRPOTrainer):
                     torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1),
                     output["completion_ids"].size(1),
                 )
-        mask = output["completion_mask"]
-        mask = mask if "tool_mask" not in output else mask * output["tool_mask"]
-        delta = (old - sampled).abs()
-        delta = delta[mask.bool() & ~torch.isnan(delta)]  # tokens vLLM could not score carry NaN, as in TRL
-        zero = torch.zeros((), device=old.device)
+        return old
+
+    @staticmethod
+    def _sampling_logp_difference(rows: dict, old_per_token_logps: torch.Tensor) -> torch.Tensor:
+        """|log pi_old - log pi_vLLM| of the sampled tokens of `rows`, flat; tokens vLLM could not score (NaN, as in
+        TRL) are left out."""
+        mask = rows["completion_mask"] if "tool_mask" not in rows else rows["completion_mask"] * rows["tool_mask"]
+        delta = (old_per_token_logps - rows["sampling_per_token_logps"]).abs()
+        return delta[mask.bool() & ~torch.isnan(delta)]
+
+    def _log_sampling_logp_difference(self, differences: list[torch.Tensor]) -> None:
+        """The mean and the max over every process's tokens."""
+        delta = torch.cat(differences) if differences else torch.zeros(0, device=self.accelerator.device)
+        largest = delta.max() if delta.numel() else delta.new_zeros(())
+        local = torch.stack([delta.sum(), delta.new_tensor(delta.numel()), largest]).float()
+        total = self.accelerator.gather(local[None])
         metrics = self._metrics["train" if self.model.training else "eval"]
-        mean, largest = (delta.mean(), delta.max()) if delta.numel() else (zero, zero)
-        metrics["sampling/sampling_logp_difference/mean"].append(self.accelerator.gather(mean).mean().item())
-        metrics["sampling/sampling_logp_difference/max"].append(self.accelerator.gather(largest).max().item())
+        metrics["sampling/sampling_logp_difference/mean"].append(
+            (total[:, 0].sum() / total[:, 1].sum().clamp(min=1)).item()
+        )
+        metrics["sampling/sampling_logp_difference/max"].append(total[:, 2].max().item())
 
     def _log_group_outcomes(self, grouped_labels: torch.Tensor, has_signal: torch.Tensor, mode: str) -> None:
         positives = (grouped_labels == 1).sum(1)
@@ -213,6 +242,8 @@ class REALTrainer(GRPOTrainer):
         if self._step % (steps * self.num_iterations) == 0 or self._buffered_inputs is None:
             batch = self._generate_and_score_completions(generation_batch)
             self._buffered_inputs = self._split_into_micro_batches(batch)
+            if self._pi_old_deferred:
+                self._old_logps_of_trained_rows(self._buffered_inputs)
         return self._buffered_inputs[self._step % steps]
 
     def _plan_generation_batch(self, num_rows: int) -> GenerationBatchPlan:
@@ -271,6 +302,88 @@ class REALTrainer(GRPOTrainer):
             # One key at a time keeps the peak at one full-batch tensor.
             moved[key] = self.accelerator.gather(value.contiguous())[wanted]
         return moved
+
+    # -- log-probs: the fused LM head's tile, and pi_old only for the rows that train ----------------
+
+    @contextlib.contextmanager
+    def _logprob_tiles(self):
+        """For the REAL loss types, TRL's fused LM head projects `self._logprob_tile` tokens at a time while this
+        is entered; TRL's tile comes back on exit, whatever happens. Its forward and its backward read the module
+        global at call time, so the tile must hold from generation (pi_old) to the end of the backward."""
+        if not self._uses_real_loss:
+            yield
+            return
+        previous = chunked_logprob.TOKEN_CHUNK_SIZE
+        chunked_logprob.TOKEN_CHUNK_SIZE = self._logprob_tile
+        try:
+            yield
+        finally:
+            chunked_logprob.TOKEN_CHUNK_SIZE = previous
+
+    def training_step(self, model, inputs, num_items_in_batch):
+        with self._logprob_tiles():  # generation and pi_old (inside _prepare_inputs), forward, backward
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        with self._logprob_tiles():
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+
+    def _defers_pi_old(self) -> bool:
+        """Whether TRL's pi_old forward over every row of the generation batch gives way to REAL's over the rows
+        that train, once the plan is made. TRL runs it when generation falls inside an optimizer step (its
+        condition, less vLLM's). REAL needs pi_old only for the rows it trains, with their training padding
+        (where no row is skipped: every row, the same cost as TRL's), and in evaluation not at all (pi_old is then
+        the current policy). vLLM's importance-sampling correction keeps TRL's: its ratio and metrics cover
+        every row."""
+        generate_every = self.args.steps_per_generation * self.num_iterations
+        trl_runs_it = self.args.gradient_accumulation_steps % generate_every != 0
+        vllm_correction = self.use_vllm and self.vllm_importance_sampling_correction
+        return self._uses_real_loss and trl_runs_it and not vllm_correction
+
+    @contextlib.contextmanager
+    def _pi_old_for_trained_rows_only(self):
+        """Around TRL's generation: skip its pi_old call where `_defers_pi_old`; in training the trained rows
+        then get theirs from `_old_logps_of_trained_rows`, once the plan is made."""
+        deferred = self._defers_pi_old()
+        self._skip_next_pi_old_call = deferred
+        try:
+            yield
+        finally:
+            self._skip_next_pi_old_call = False
+        self._pi_old_deferred = deferred and self.model.training
+
+    def _get_per_token_logps_and_entropies(self, model, *args, **kwargs):
+        # TRL's pi_old call is the first one of its generation function (before the reference model's), no-grad
+        if self._skip_next_pi_old_call and model is self.model and not torch.is_grad_enabled():
+            self._skip_next_pi_old_call = False
+            return None, None, None
+        return super()._get_per_token_logps_and_entropies(model, *args, **kwargs)
+
+    def _old_logps_of_trained_rows(self, micro_batches: list[dict]) -> None:
+        """pi_old of the rows the plan trains: one no-grad forward per micro-step, with the padding of that
+        micro-step's training forward, into `old_per_token_logps`. Every process runs one forward in each
+        micro-step that has rows on any process (on its placeholder row where it has none, since ZeRO-3 and FSDP
+        gather parameters inside each forward) and none in the others. It runs before the generation batch's
+        first optimizer step, so pi_old is the policy that generated the batch, as TRL's is."""
+        self._pi_old_deferred = False
+        differences = [] if self._logs_sampling_difference(micro_batches[0]) else None
+        with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
+            for micro in micro_batches:
+                if int(micro["real_rows_max"]) == 0:  # no rows on any process: no forward anywhere
+                    continue
+                completion_ids = micro["completion_ids"]
+                old_per_token_logps, _, _ = self._get_per_token_logps_and_entropies(
+                    self.model,
+                    torch.cat([micro["prompt_ids"], completion_ids], dim=1),
+                    torch.cat([micro["prompt_mask"], micro["completion_mask"]], dim=1),
+                    completion_ids.size(1),
+                )
+                if "real_placeholder" not in micro:
+                    micro["old_per_token_logps"] = old_per_token_logps
+                    if differences is not None:
+                        differences.append(self._sampling_logp_difference(micro, old_per_token_logps))
+        if differences is not None:  # vLLM's distance to the trainer, over the rows that train
+            self._log_sampling_logp_difference(differences)
 
     # -- the loss ------------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from dataclasses import fields
 import pytest
 
 from real_trl import REALConfig
-from real_trl.config import GRPO_ONLY_SETTINGS, TRL_LOSS_TYPES
+from real_trl.config import GRPO_ONLY_SETTINGS, TRL_LOSS_TYPES, logprob_tile
 
 
 def make(**kwargs):
@@ -45,6 +45,7 @@ def test_every_loss_type_is_accepted(loss_type):
             {"per_device_train_batch_size": 4, "num_generations": 8},
             r"per_device_train_batch_size \(4\) x processes \(1\) x gradient_accumulation_steps \(1\) = 4",
         ),
+        ({"logprob_chunk_size": -1}, r"logprob_chunk_size must be >= 0 \(got -1\)"),
         (
             {"steps_per_generation": 8, "gradient_accumulation_steps": 2, "save_steps": 6},
             r"save_steps \(6\) must be a multiple of the 4 optimizer steps per generation batch",
@@ -110,3 +111,18 @@ def test_fields_carry_help_text():
     helps = {f.name: f.metadata.get("help", "") for f in fields(REALConfig)}
     assert "0.5" in helps["tau"] and "threshold" in helps["label_threshold"] and "real_product" in helps["loss_type"]
     assert "group_mean" in helps["label_rule"] and "exactly zero" in helps["skip_no_signal"]
+
+
+def test_logprob_tile_follows_the_setting_and_the_kernel():
+    # None: TRL's tile where its Triton kernel runs, a small one where its torch fallback folds the tiles
+    assert logprob_tile(None, triton_kernel=True) == 4096 and logprob_tile(None, triton_kernel=False) == 256
+    assert logprob_tile(0, triton_kernel=False) == 4096 and logprob_tile(0, triton_kernel=True) == 4096
+    assert logprob_tile(100, triton_kernel=True) == 100 and logprob_tile(100, triton_kernel=False) == 100
+    assert make().logprob_chunk_size is None
+    helps = {f.name: f.metadata.get("help", "") for f in fields(REALConfig)}
+    assert "never builds the full logits" in helps["logprob_chunk_size"]
+
+
+def test_logprob_chunk_size_with_a_trl_loss_type_warns_that_it_does_not_apply():
+    with pytest.warns(UserWarning, match=r"logprob_chunk_size applies to the REAL loss types; loss_type='grpo'"):
+        make(loss_type="grpo", logprob_chunk_size=64)

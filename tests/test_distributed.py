@@ -7,8 +7,13 @@ one process, two processes (DDP), DeepSpeed ZeRO-2/3 and FSDP2. SGD without clip
 parameter change the gradient itself; one case uses AdamW with clipping. One case runs TRL's GRPO loss
 with `whole_groups_per_step`: the group-level plan makes two processes take the updates of one (TRL's
 per-row shuffle, drawn on each process, would not).
+
+The reference computes log-probs as GRPOTrainer does (TRL's tile of 4096 tokens, TRL's pi_old forward over
+every row); the other runs take REAL's path: tiles of `SMALL_TILE` tokens, fewer than a micro-step holds, and
+the pi_old forward over the trained rows only, one per micro-step on every process (counted).
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -44,15 +49,21 @@ CASES = {
     "grpo_whole_groups": (2, 2, 8, 4, 1, 4, "grpo", "parity", "sgd"),
 }
 # Adam divides by the root of its second moment, which magnifies the float noise of summing the same
-# gradient in another order (about 1e-5 of the update here): these cases are compared within a layout.
+# gradient in another order (about 1e-5 of the update here): these cases are compared within a layout, and
+# within REAL's log-prob path (another tile, or TRL's pi_old padding, moves them by 1e-3 of the update).
 WITHIN_LAYOUT = ("adamw_with_clipping",)
 SHARDED_CASES = ("groups_span_processes", "four_optimizer_steps_per_generation", "sparse_signal")
+# Tokens per tile of the fused LM head in the runs compared with the reference (which uses TRL's: 0).
+SMALL_TILE = 8
+# Also run on one process with small tiles and without skipping (the other runs skip rows).
+SMALL_TILE_WITHOUT_SKIPPING = ("groups_span_processes", "num_iterations_2", "bce_span")
 
 
-def _spec(case, skip: bool, per_device_factor=1):
+def _spec(case, skip: bool, per_device_factor=1, tile: int | str = SMALL_TILE):
     per_device, *rest = case
     return ",".join(
-        str(x) for x in (per_device * per_device_factor, *rest[:5], rest[5], "skip" if skip else "noskip", *rest[6:])
+        str(x)
+        for x in (per_device * per_device_factor, *rest[:5], rest[5], "skip" if skip else "noskip", *rest[6:], tile)
     )
 
 
@@ -63,8 +74,8 @@ def _env():
     return env
 
 
-def _run(launcher: list[str], out: Path, cases: dict, factor: int, skip: bool) -> None:
-    _launch(launcher, out, [f"{name}={_spec(case, skip, factor)}" for name, case in cases.items()])
+def _run(launcher: list[str], out: Path, cases: dict, factor: int, skip: bool, tile: int | str = SMALL_TILE) -> None:
+    _launch(launcher, out, [f"{name}={_spec(case, skip, factor, tile)}" for name, case in cases.items()])
 
 
 def _launch(launcher: list[str], out: Path, args: list[str]) -> None:
@@ -88,13 +99,18 @@ def _torchrun(nproc):
 
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory):
-    """Every case on one process holding twice the per-device batch, with skipping off (`CASE-noskip`, the
-    reference) and on (`CASE-skip`): one launch."""
+    """Every case on one process holding twice the per-device batch, with skipping off and GRPOTrainer's
+    log-probs (`CASE-noskip`, the reference; REAL's path for WITHIN_LAYOUT) and skipping on with REAL's path
+    (`CASE-skip`), and a few cases without skipping on REAL's path (`CASE-noskip_tile`): one launch."""
     out = tmp_path_factory.mktemp("single_process")
+    reference_path = {name: SMALL_TILE if name in WITHIN_LAYOUT else "trl" for name in CASES}
     args = [
-        f"{name}-{mode}={_spec(case, mode == 'skip', per_device_factor=2)}"
+        f"{name}-{mode}={_spec(case, mode == 'skip', 2, reference_path[name] if mode == 'noskip' else SMALL_TILE)}"
         for name, case in CASES.items()
         for mode in ("noskip", "skip")
+    ]
+    args += [
+        f"{name}-noskip_tile={_spec(CASES[name], False, per_device_factor=2)}" for name in SMALL_TILE_WITHOUT_SKIPPING
     ]
     _launch(_torchrun(1), out, args)
     return out
@@ -117,6 +133,24 @@ def two_processes(tmp_path_factory):
     return {name: out / name for name in CASES}
 
 
+def _forwards(run: Path) -> list[dict]:
+    """The log-prob forwards each process of a run made in training (exactness_worker.record_forwards)."""
+    files = sorted(run.parent.glob(f"{run.name}.forwards.*"))
+    return [json.loads(path.read_text()) for path in files]
+
+
+def _assert_pi_old_in_step(run: Path, case: str, reference_run: Path):
+    """Every process made the same pi_old forwards (ZeRO-3 and FSDP gather inside each), with the tile asked for;
+    where most rows are skipped, over far fewer rows than TRL's forward over every row (the reference's)."""
+    processes, reference = _forwards(run), _forwards(reference_run)
+    assert len({p["pi_old_calls"] for p in processes}) == 1, processes
+    tile = 4096 if CASES[case][6] in ("grpo", "dapo") else SMALL_TILE
+    assert all(p["tiles"] == [tile] for p in processes), processes
+    if CASES[case][7] == "sparse":
+        assert reference[0]["tiles"] == [4096] and reference[0]["pi_old_calls"] > 0
+        assert sum(p["pi_old_rows"] for p in processes) < reference[0]["pi_old_rows"] / 2
+
+
 def _assert_same_update(reference_run: Path, candidate_run: Path):
     """The parameters saved by two runs (paths without the .pt suffix) took the same update."""
     initial = build_tiny_model(seed=0).state_dict()
@@ -131,6 +165,12 @@ def _assert_same_update(reference_run: Path, candidate_run: Path):
 @pytest.mark.parametrize("case", list(CASES))
 def test_skipping_rows_without_signal_changes_no_update(case, reference, one_process_skipping):
     _assert_same_update(reference[case], one_process_skipping[case])
+    _assert_pi_old_in_step(one_process_skipping[case], case, reference[case])
+
+
+@pytest.mark.parametrize("case", SMALL_TILE_WITHOUT_SKIPPING)
+def test_small_tiles_without_skipping_change_no_update(case, reference, one_process):
+    _assert_same_update(reference[case], one_process / f"{case}-noskip_tile")
 
 
 @pytest.mark.parametrize("case", ["sparse_signal", "sparse_signal_bce"])
@@ -147,6 +187,7 @@ def test_sparse_cases_leave_micro_steps_without_rows(case, reference, one_proces
 @pytest.mark.parametrize("case", [name for name in CASES if name not in WITHIN_LAYOUT])
 def test_two_processes_match_one(case, reference, two_processes):
     _assert_same_update(reference[case], two_processes[case])
+    _assert_pi_old_in_step(two_processes[case], case, reference[case])
 
 
 @pytest.mark.parametrize("case", WITHIN_LAYOUT)
@@ -178,3 +219,4 @@ def test_sharded_backends_match_one_process(backend, reference, tmp_path):
     _run(launcher, tmp_path, {name: CASES[name] for name in SHARDED_CASES}, factor=1, skip=True)
     for name in SHARDED_CASES:
         _assert_same_update(reference[name], tmp_path / name)
+        _assert_pi_old_in_step(tmp_path / name, name, reference[name])

@@ -302,6 +302,7 @@ def test_dry_run_prints_the_plan_and_loads_nothing(tmp_path, monkeypatch, capsys
     assert "engine: DeepSpeed ZeRO-2, 8 processes" in text
     assert "batch: 8 processes x 4 sequences per micro-step; 128 prompts x 8 completions per generation batch" in text
     assert "5,600 optimizer steps = 1,400 generation batches" in text
+    assert "log-probs: TRL's fused LM head (no full logits), tiles of 4,096 tokens (Triton kernel on GPU;" in text
     assert text.rstrip().endswith("dry run: nothing was loaded; run again without --dry_run to train")
     assert not (tmp_path / run_dir.SETTINGS_FILE).exists()
 
@@ -327,7 +328,8 @@ def test_dry_run_answers_on_a_machine_without_vllm_a_gpu_or_the_model(recipe, co
     ]
     main(["--config", str(recipe), *flags])  # returns: exit code 0
     text = capsys.readouterr().out
-    for line in ("engine: DeepSpeed ZeRO-", "batch: 8 processes x 4 sequences", "layout: whole groups", "length: ",
+    for line in ("engine: DeepSpeed ZeRO-", "batch: 8 processes x 4 sequences", "layout: whole groups",
+                 "log-probs: TRL's fused LM head (no full logits), tiles of 4,096 tokens", "length: ",
                  "checkpoints: ", "validation: ", "precision: ",
                  "gradients: reduced in float32, accumulated in float32"):  # fmt: skip
         assert f"\n{line}" in f"\n{text}", line
@@ -480,7 +482,8 @@ def test_cpu_config_starts_as_many_cpu_processes_as_asked(tmp_path):
     script = tmp_path / "where.py"
     script.write_text(
         "import os\nfrom accelerate import PartialState\nstate = PartialState(cpu=True)\n"
-        "print('rank', state.process_index, 'of', state.num_processes, state.device.type, flush=True)\n"
+        # one write per process: with PYTHONUNBUFFERED, print's pieces of two processes interleave in the pipe
+        "os.write(1, f'rank {state.process_index} of {state.num_processes} {state.device.type}\\n'.encode())\n"
     )
     for processes in (1, 2):
         result = _run([*_accelerate("cpu", processes), str(script)])

@@ -429,3 +429,20 @@ def test_ddp_and_one_process_hold_float32_gradients():
     one_process = {**PAPER, "per_device_train_batch_size": 32, "per_device_eval_batch_size": 40}
     text = RunPlan.from_settings(one_process, Engine("single"), dataset_size=1).describe()
     assert "gradients: not reduced (one process), accumulated in float32" in text
+
+
+def test_plan_names_the_logprob_path_and_its_tile():
+    def line(**settings):
+        text = RunPlan.from_settings({**PAPER, **settings}, ZERO2, dataset_size=1).describe()
+        return next(row for row in text.splitlines() if row.startswith("log-probs: "))
+
+    head = "log-probs: TRL's fused LM head (no full logits), tiles of "
+    assert line() == head + "4,096 tokens (Triton kernel on GPU; logprob_chunk_size automatic)"
+    assert line(use_cpu=True) == head + "256 tokens (torch fallback on CPU; logprob_chunk_size automatic)"
+    assert (
+        line(use_cpu=True, logprob_chunk_size=0) == head + "4,096 tokens (torch fallback on CPU; logprob_chunk_size 0)"
+    )
+    assert line(logprob_chunk_size=1024) == head + "1,024 tokens (Triton kernel on GPU; logprob_chunk_size 1024)"
+    assert line(loss_type="grpo", use_cpu=True) == (
+        head + "4,096 tokens (torch fallback on CPU; GRPOTrainer's, for TRL's loss types)"
+    )

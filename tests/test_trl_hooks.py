@@ -1,12 +1,17 @@
 """Fails loudly when the GRPOTrainer internals REALTrainer builds on move (trl is pinned to 1.16.x)."""
 
 import inspect
+import io
+import tokenize
 
+import torch
 import trl
 from trl import GRPOTrainer
+from trl.kernels import chunked_logprob
+from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import RepeatSampler, get_config_model_id
 
-from real_trl.config import TRL_LOSS_TYPES
+from real_trl.config import TRL_LOGPROB_TILE, TRL_LOSS_TYPES
 
 OVERRIDDEN_HOOKS = {
     "_get_train_sampler": ["self", "dataset"],
@@ -14,6 +19,8 @@ OVERRIDDEN_HOOKS = {
     "_generate_and_score_completions": ["self", "inputs"],
     "_prepare_inputs": ["self", "generation_batch"],
     "_compute_loss": ["self", "model", "inputs"],
+    "training_step": ["self", "model", "inputs", "num_items_in_batch"],
+    "prediction_step": ["self", "model", "inputs", "prediction_loss_only", "ignore_keys"],
 }
 
 
@@ -125,3 +132,68 @@ def test_transformers_internals_the_recipes_and_launcher_rely_on(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-160", "checkpoint-480"]
     # reduce_fsdp2_gradients_in_float32 turns on sync_each_batch, which the Trainer reads before every micro-step
     assert 'plugin_kwargs.get("sync_each_batch"' in inspect.getsource(Trainer._run_epoch)
+
+
+def test_the_fused_lm_head_we_set_the_tile_of():
+    # GRPOTrainer computes every log-prob through TRL's fused LM head (no [rows x tokens x vocab] logits) ...
+    assert "add_fused_lm_head(" in inspect.getsource(GRPOTrainer.__init__)
+    assert "fused_lm_head=True" in inspect.getsource(GRPOTrainer._get_per_token_logps_and_entropies)
+    # ... whose token tile is a module global, TRL's default, that REALTrainer sets around its steps
+    assert chunked_logprob.TOKEN_CHUNK_SIZE == TRL_LOGPROB_TILE
+    assert list(inspect.signature(chunked_logprob._use_triton).parameters) == ["device"]
+    assert chunked_logprob._use_triton(torch.device("cpu")) is False
+
+
+def test_the_fused_head_reads_its_tile_at_call_time_in_forward_and_backward(monkeypatch):
+    counts = {"forward": 0, "backward": 0}
+    for name, key in (("_forward_tile", "forward"), ("_backward_tile", "backward")):
+        fold = getattr(chunked_logprob, name)
+
+        def counted(*args, _fold=fold, _key=key, **kwargs):
+            counts[_key] += 1
+            return _fold(*args, **kwargs)
+
+        monkeypatch.setattr(chunked_logprob, name, counted)
+    hidden = torch.randn(10, 6, requires_grad=True)
+    weight = torch.randn(50, 6, requires_grad=True)
+    targets = torch.randint(0, 50, (10,))
+    monkeypatch.setattr(chunked_logprob, "TOKEN_CHUNK_SIZE", 4)
+    logps, *_ = chunked_logprob.ChunkedLogProbFunction.apply(hidden, weight, None, targets, 1.0, 50)
+    monkeypatch.setattr(chunked_logprob, "TOKEN_CHUNK_SIZE", 5)  # read again by the backward
+    logps.sum().backward()
+    assert counts == {"forward": 3, "backward": 2}  # 10 tokens in tiles of 4, then of 5 (one vocabulary chunk)
+
+
+def test_the_pi_old_call_we_skip_and_replace():
+    generate = _code_without_comments(GRPOTrainer._generate_and_score_completions)
+    # TRL's condition for a pi_old forward over the whole batch (REALTrainer._defers_pi_old restates it) ...
+    assert (
+        "generate_every = self.args.steps_per_generation * self.num_iterations if "
+        "self.args.gradient_accumulation_steps % generate_every != 0 or ( self.use_vllm and "
+        "self.vllm_importance_sampling_correction ): old_per_token_logps, _, _ = "
+        "self._get_per_token_logps_and_entropies( self.model," in generate
+    )
+    # ... is its first log-prob call, no-grad, before the reference model's; without it nothing else needs pi_old
+    first_call = generate.index("self._get_per_token_logps_and_entropies(")
+    assert generate.rindex("old_per_token_logps, _, _ =", 0, first_call) > generate.index("with torch.no_grad()")
+    assert first_call < generate.index("ref_per_token_logps, _, _ = self._get_per_token_logps_and_entropies(")
+    assert 'if old_per_token_logps is not None: output["old_per_token_logps"]' in generate
+    assert list(inspect.signature(disable_gradient_checkpointing).parameters) == [
+        "model",
+        "gradient_checkpointing_kwargs",
+    ]
+    init = inspect.getsource(GRPOTrainer.__init__)
+    for attribute in ("use_vllm", "vllm_importance_sampling_correction"):
+        assert f"self.{attribute} =" in init, attribute
+
+
+def _code_without_comments(function) -> str:
+    """A function's source without comments, its whitespace runs collapsed to one space."""
+    source = inspect.getsource(function)
+    tokens = tokenize.generate_tokens(io.StringIO(source).readline)
+    comments = [token for token in tokens if token.type == tokenize.COMMENT]
+    lines = source.splitlines()
+    for comment in reversed(comments):
+        (row, start), (_, end) = comment.start, comment.end
+        lines[row - 1] = lines[row - 1][:start] + lines[row - 1][end:]
+    return " ".join("\n".join(lines).split())

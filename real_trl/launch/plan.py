@@ -9,9 +9,10 @@ its TRL default (`DEFAULTS`). With the engine the launch runs on (`engine.Engine
 - every problem with it and with the step schedule, all at once, each naming the fix (`plan_problems`):
   checkpoints, validations and the end of training must fall on generation-batch boundaries;
 - the whole plan (`RunPlan`): length in optimizer steps, generation batches and epochs, checkpoint and
-  validation frequency, how each generation batch is cut into micro-steps, precision
-  (`engine.decide_precision`) and the dtypes gradients are reduced and accumulated in
-  (`engine.gradient_precision`). The launcher prints it, and `scripts/train.py --dry_run` prints it and exits.
+  validation frequency, how each generation batch is cut into micro-steps, the log-prob path (TRL's fused
+  LM head and its token tile, `logprob_path`), precision (`engine.decide_precision`) and the dtypes
+  gradients are reduced and accumulated in (`engine.gradient_precision`). The launcher prints it, and
+  `scripts/train.py --dry_run` prints it and exits.
 
 No model and no dataset is loaded: a recipe is checked on any machine before anything heavy happens; only
 `known_dataset_size` reads the data registry. The whole-group rule and the REAL loss types are the core's
@@ -35,7 +36,7 @@ DEFAULTS = dict(  # noqa: C408 (keyword form: the field names read as in a recip
     generation_batch_size=None, loss_type="real", per_device_eval_batch_size=8, num_generations_eval=None,
     eval_strategy="no", eval_steps=None, save_strategy="steps", save_steps=500, logging_steps=10, max_steps=-1,
     num_train_epochs=3.0, learning_rate=1e-6, bf16=None, fp16=False, dtype="float32", dataset_name="deepscaler",
-    dataset_path=None, max_train_samples=None, whole_groups_per_step=False,
+    dataset_path=None, max_train_samples=None, whole_groups_per_step=False, logprob_chunk_size=None, use_cpu=False,
 )
 # fmt: on
 
@@ -212,6 +213,25 @@ def plan_problems(settings: Mapping, num_processes: int) -> list[str]:
     return problems
 
 
+# -- the log-prob path -----------------------------------------------------------------------------
+
+
+def logprob_path(settings: Mapping) -> str:
+    """How the run computes log-probs: TRL's fused LM head, tiles of how many tokens, and what folds them (TRL's
+    Triton kernel on a GPU, its torch fallback on CPU, as `use_cpu` says)."""
+    from real_trl.config import TRL_LOGPROB_TILE, logprob_tile  # loads TRL: only when a plan is made
+
+    on_gpu = not _get(settings, "use_cpu")
+    kernel = "Triton kernel on GPU" if on_gpu else "torch fallback on CPU"
+    setting = _get(settings, "logprob_chunk_size")
+    if _get(settings, "loss_type") in REAL_LOSS_TYPES:
+        tile = logprob_tile(setting, triton_kernel=on_gpu)
+        source = f"logprob_chunk_size {'automatic' if setting is None else setting}"
+    else:
+        tile, source = TRL_LOGPROB_TILE, "GRPOTrainer's, for TRL's loss types"
+    return f"TRL's fused LM head (no full logits), tiles of {tile:,} tokens ({kernel}; {source})"
+
+
 # -- the whole plan --------------------------------------------------------------------------------
 
 
@@ -243,6 +263,7 @@ class RunPlan:
     eval_steps: int | None
     save_strategy: str
     eval_strategy: str
+    logprobs: str  # `logprob_path`
 
     @classmethod
     def from_settings(cls, settings: Mapping, engine: Engine, dataset_size: int | None = None) -> RunPlan:
@@ -264,7 +285,7 @@ class RunPlan:
             engine, batch, precision, gradient_precision(engine, precision), plans_whole_groups(settings),
             max_steps, epochs, _get(settings, "dataset_name"), size,
             _interval(settings, "save_steps"), _interval(settings, "eval_steps"),
-            strategy(settings, "save_strategy"), strategy(settings, "eval_strategy"),
+            strategy(settings, "save_strategy"), strategy(settings, "eval_strategy"), logprob_path(settings),
         )  # fmt: skip
 
     def _in_both_units(self, steps: int) -> str:
@@ -297,12 +318,13 @@ class RunPlan:
         return "TRL's per-row shuffle: a group's completions spread over the optimizer steps of its generation batch"
 
     def describe(self) -> str:
-        """The plan, one aspect a line: engine, batch, layout, length, checkpoints, validation, precision,
-        gradients."""
+        """The plan, one aspect a line: engine, batch, layout, log-probs, length, checkpoints, validation,
+        precision, gradients."""
         lines = [
             f"engine: {self.engine.describe()}",
             f"batch: {self.batch.describe()}",
             f"layout: {self._layout()}",
+            f"log-probs: {self.logprobs}",
             f"length: {self._length()}",
             f"checkpoints: {self._every(self.save_steps, self.save_strategy)}",
             f"validation: {self._every(self.eval_steps, self.eval_strategy)}",
