@@ -78,19 +78,11 @@ def signal_reward(share: float):
     return reward
 
 
-def build(method: str, steps: int, share: float = 0.5):
-    tokenizer = build_tiny_tokenizer()
-    model = build_tiny_model(tokenizer, hidden_size=128, num_layers=4, seed=0)
+def build_trainer(method: str, model, tokenizer, reward, rollout_func, **settings):
+    """GRPOTrainer (`method="grpo"`) or REALTrainer (REAL's defaults), on fixed rollouts, untimed extras off."""
     args = REALConfig(
         output_dir=f"/tmp/real-bench-{method}",
         loss_type="grpo" if method == "grpo" else "real",
-        skip_no_signal=method == "real",
-        per_device_train_batch_size=16,
-        num_generations=GROUP_SIZE,
-        gradient_accumulation_steps=2,
-        steps_per_generation=8,  # 4 optimizer steps per generation batch, as in the paper
-        max_completion_length=160,
-        max_steps=steps,
         report_to=[],
         save_strategy="no",
         use_cpu=not torch.cuda.is_available(),
@@ -98,18 +90,38 @@ def build(method: str, steps: int, share: float = 0.5):
         disable_tqdm=True,
         logging_strategy="no",
         seed=0,
+        **settings,
     )
     trainer_class = GRPOTrainer if method == "grpo" else REALTrainer
     trainer = trainer_class(
         model=model,
-        reward_funcs=[signal_reward(share)],
+        reward_funcs=[reward],
         args=args,
         train_dataset=Dataset.from_dict({"prompt": PROMPTS}),
         processing_class=tokenizer,
-        rollout_func=rollout,
+        rollout_func=rollout_func,
     )
     trainer.remove_callback(PrinterCallback)  # the final train_runtime line would interleave with the table
     return trainer
+
+
+def build(method: str, steps: int, share: float = 0.5):
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_model(tokenizer, hidden_size=128, num_layers=4, seed=0)
+    return build_trainer(
+        method,
+        model,
+        tokenizer,
+        signal_reward(share),
+        rollout,
+        skip_no_signal=method == "real",
+        per_device_train_batch_size=16,
+        num_generations=GROUP_SIZE,
+        gradient_accumulation_steps=2,
+        steps_per_generation=8,  # 4 optimizer steps per generation batch, as in the paper
+        max_completion_length=160,
+        max_steps=steps,
+    )
 
 
 def timed_run(method: str, steps: int, share: float) -> tuple[float, float]:
@@ -238,9 +250,12 @@ def vocab_reward(share: float, group_size: int):
 def build_vocab(method: str, layout: tuple[int, int, int, int], share: float):
     group, steps_per_generation, accumulation, max_steps = layout
     tokenizer = build_tiny_tokenizer()
-    args = REALConfig(
-        output_dir=f"/tmp/real-bench-vocab-{method}",
-        loss_type="grpo" if method == "grpo" else "real",
+    return build_trainer(
+        method,
+        vocab_model(tokenizer),
+        tokenizer,
+        vocab_reward(share, group),
+        vocab_rollout,
         per_device_train_batch_size=group,
         num_generations=group,
         gradient_accumulation_steps=accumulation,
@@ -248,25 +263,7 @@ def build_vocab(method: str, layout: tuple[int, int, int, int], share: float):
         max_completion_length=COMPLETION_TOKENS,
         max_steps=max_steps,
         optim="adamw_torch",
-        report_to=[],
-        save_strategy="no",
-        use_cpu=not torch.cuda.is_available(),
-        bf16=False,
-        disable_tqdm=True,
-        logging_strategy="no",
-        seed=0,
     )
-    trainer_class = GRPOTrainer if method == "grpo" else REALTrainer
-    trainer = trainer_class(
-        model=vocab_model(tokenizer),
-        reward_funcs=[vocab_reward(share, group)],
-        args=args,
-        train_dataset=Dataset.from_dict({"prompt": PROMPTS}),
-        processing_class=tokenizer,
-        rollout_func=vocab_rollout,
-    )
-    trainer.remove_callback(PrinterCallback)
-    return trainer
 
 
 def vocab_step_time(method: str, share: float) -> dict:

@@ -1,5 +1,5 @@
-"""Helpers shared by several test modules: deterministic rollouts and rewards, R1-style completions, free ports,
-FSDP on CPU."""
+"""Helpers shared by several test modules: the tiny runs' prompts and settings, deterministic rollouts and rewards,
+R1-style completions, free ports, FSDP on CPU."""
 
 from __future__ import annotations
 
@@ -17,6 +17,36 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def prompts(n: int = 16):
+    """A dataset of n chat prompts ("What is i + i?")."""
+    from datasets import Dataset
+
+    return Dataset.from_dict({"prompt": [[{"role": "user", "content": f"What is {i} + {i}?"}] for i in range(n)]})
+
+
+def tiny_run_settings(tmp_path, **overrides) -> dict:
+    """REALConfig settings of a tiny CPU run: groups of 4, one group per micro-step, 4 micro-steps per generation
+    batch and 2 per optimizer step (so TRL's condition for a pi_old forward holds), completions of up to 12 tokens,
+    2 optimizer steps, logged at each."""
+    settings = {
+        "output_dir": str(tmp_path),
+        "loss_type": "real",
+        "per_device_train_batch_size": 4,
+        "num_generations": 4,
+        "gradient_accumulation_steps": 2,
+        "steps_per_generation": 4,
+        "max_completion_length": 12,
+        "max_steps": 2,
+        "report_to": [],
+        "save_strategy": "no",
+        "logging_steps": 1,
+        "use_cpu": True,
+        "bf16": False,
+        "disable_tqdm": True,
+    }
+    return {**settings, **overrides}
 
 
 def parity_reward(completions, **kwargs) -> list[float]:

@@ -7,51 +7,33 @@ TRL's condition for a pi_old forward holds. Multi-process layouts and engines: t
 
 import pytest
 import torch
-from datasets import Dataset
 from trl.kernels import chunked_logprob
 
 from real_trl import REALConfig, REALTrainer
 from real_trl.tiny import build_tiny_model, build_tiny_tokenizer
 
-from helpers import parity_reward, rollout
+from helpers import parity_reward, prompts, rollout, tiny_run_settings
 
 TRL_TILE = 4096
-
-
-def dataset(n=16):
-    return Dataset.from_dict({"prompt": [[{"role": "user", "content": f"What is {i} + {i}?"}] for i in range(n)]})
 
 
 def make_trainer(tmp_path, **overrides):
     tokenizer = build_tiny_tokenizer()
     settings = {
-        "output_dir": str(tmp_path),
-        "loss_type": "real",
-        "per_device_train_batch_size": 4,
-        "num_generations": 4,
-        "gradient_accumulation_steps": 2,
-        "steps_per_generation": 4,
-        "max_completion_length": 12,
-        "max_steps": 2,
         "optim": "sgd",  # the parameter change is the gradient itself: nothing hides a difference
         "learning_rate": 0.5,
         "lr_scheduler_type": "constant",
         "max_grad_norm": 0.0,
-        "report_to": [],
-        "save_strategy": "no",
-        "logging_steps": 1,
-        "use_cpu": True,
-        "bf16": False,
-        "disable_tqdm": True,
         "seed": 3,
+        **overrides,
     }
-    settings.update(overrides)
-    eval_dataset = dataset(4) if settings.get("eval_strategy", "no") != "no" else None
+    settings = tiny_run_settings(tmp_path, **settings)
+    eval_dataset = prompts(4) if settings.get("eval_strategy", "no") != "no" else None
     return REALTrainer(
         model=build_tiny_model(tokenizer, seed=0),
         reward_funcs=[parity_reward],
         args=REALConfig(**settings),
-        train_dataset=dataset(),
+        train_dataset=prompts(),
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         rollout_func=rollout,

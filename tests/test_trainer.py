@@ -8,40 +8,19 @@ from trl.trainer.utils import shuffle_sequence_dict, split_tensor_dict
 from real_trl import REALConfig, REALTrainer
 from real_trl.tiny import build_tiny_model, build_tiny_tokenizer
 
-from helpers import parity_reward, rollout
-
-
-def dataset(n=16):
-    return Dataset.from_dict({"prompt": [[{"role": "user", "content": f"What is {i} + {i}?"}] for i in range(n)]})
+from helpers import parity_reward, prompts, rollout, tiny_run_settings
 
 
 def make_trainer(tmp_path, loss_type="real", reward_funcs=(parity_reward,), model=None, eval_dataset=None, **overrides):
     tokenizer = build_tiny_tokenizer()
     built = build_tiny_model(tokenizer, seed=0)
     model = model or built
-    settings = {
-        "output_dir": str(tmp_path),
-        "loss_type": loss_type,
-        "per_device_train_batch_size": 4,
-        "num_generations": 4,
-        "gradient_accumulation_steps": 2,
-        "steps_per_generation": 4,
-        "max_completion_length": 12,
-        "max_steps": 2,
-        "learning_rate": 1e-2,
-        "report_to": [],
-        "save_strategy": "no",
-        "logging_steps": 1,
-        "use_cpu": True,
-        "bf16": False,
-        "disable_tqdm": True,
-    }
-    settings.update(overrides)
+    settings = tiny_run_settings(tmp_path, **{"loss_type": loss_type, "learning_rate": 1e-2, **overrides})
     return REALTrainer(
         model=model,
         reward_funcs=list(reward_funcs),
         args=REALConfig(**settings),
-        train_dataset=dataset(),
+        train_dataset=prompts(),
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
     )
@@ -120,7 +99,7 @@ def test_evaluation_during_training_reports_group_outcomes(tmp_path):
         eval_steps=2,
         per_device_eval_batch_size=4,
         num_generations_eval=2,
-        eval_dataset=dataset(4),
+        eval_dataset=prompts(4),
     )
     trainer.train()
     evaluation = next(e for e in trainer.state.log_history if "eval_loss" in e)
@@ -209,7 +188,7 @@ def _generation_batch_and_micro_batches(tmp_path, loss_type: str, whole_groups: 
             per_device_train_batch_size=8, num_generations=4, gradient_accumulation_steps=2, steps_per_generation=4,
             max_completion_length=12, report_to=[], use_cpu=True, bf16=False, seed=3,
         ),
-        train_dataset=dataset(),
+        train_dataset=prompts(),
         processing_class=build_tiny_tokenizer(),
         rollout_func=rollout,
     )  # fmt: skip
@@ -313,7 +292,7 @@ def test_image_inputs_are_refused_at_construction(tmp_path):
     image_part = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many dots?"}]}]
     for where, train, evaluation in (
         ("train_dataset", with_images, None),
-        ("eval_dataset", dataset(), Dataset.from_dict({"prompt": [image_part] * 4})),
+        ("eval_dataset", prompts(), Dataset.from_dict({"prompt": [image_part] * 4})),
     ):
         with pytest.raises(ValueError, match=rf"^loss_type='real' does not take image inputs \({where} has them\)"):
             REALTrainer(
