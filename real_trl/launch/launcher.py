@@ -296,10 +296,10 @@ def train(script_args: ScriptArguments, training_args: REALConfig, model_args: M
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(training_args.output_dir)
     trainer.save_state()  # trainer_state.json with the whole log history, even when no checkpoint was saved
+    trainer.accelerator.wait_for_everyone()  # every process done writing before any of them tears down
     shutdown_colocated_engine(trainer)  # vLLM on CPU: before end_training, which its exit would otherwise follow
-    if trainer.accelerator.num_processes > 1:  # release the process group together: exiting with gloo's threads
-        trainer.accelerator.wait_for_everyone()  # running, or while another process still writes, can abort
-        trainer.accelerator.end_training()
+    if trainer.accelerator.num_processes > 1:
+        trainer.accelerator.end_training()  # release the process group: exiting with gloo's threads running can abort
     if is_main:
         print(f"[real_trl] saved the model and trainer_state.json to {training_args.output_dir}", flush=True)
     return trainer
