@@ -54,16 +54,25 @@ PROMPTS = [[{"role": "user", "content": f"Problem {i}: " + "x" * (i % 17)}] for 
 METHODS = ("real", "real_noskip", "grpo")
 
 
-def rollout(prompts, trainer):
-    """Fixed completions; member j of a group gets a completion of a length with parity j % 2."""
+def fixed_rollout(prompts, trainer, completion) -> dict:
+    """TRL's `rollout_func` output for `prompts`, the i-th completion being `completion(i)` then EOS."""
     tokenizer = trainer.processing_class
     prompt_ids, completion_ids = [], []
     for i, prompt in enumerate(prompts):
         text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
         prompt_ids.append(tokenizer(text)["input_ids"])
-        length = 48 + 2 * ((i * 37) % 40) + i % GROUP_SIZE % 2
-        completion_ids.append([10 + (i * 7 + t * 13) % 200 for t in range(length)] + [tokenizer.eos_token_id])
+        completion_ids.append([*completion(i), tokenizer.eos_token_id])
     return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None}
+
+
+def rollout(prompts, trainer):
+    """Fixed completions; member j of a group gets a completion of a length with parity j % 2."""
+
+    def completion(i):
+        length = 48 + 2 * ((i * 37) % 40) + i % GROUP_SIZE % 2
+        return [10 + (i * 7 + t * 13) % 200 for t in range(length)]
+
+    return fixed_rollout(prompts, trainer, completion)
 
 
 def signal_reward(share: float):
@@ -226,15 +235,12 @@ def vocab_model(tokenizer) -> Qwen2ForCausalLM:
 
 def vocab_rollout(prompts, trainer):
     """Completions of exactly COMPLETION_TOKENS tokens; member j of a group ends in token 100 + j % 2."""
-    tokenizer = trainer.processing_class
-    prompt_ids, completion_ids = [], []
-    for i, prompt in enumerate(prompts):
-        text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-        prompt_ids.append(tokenizer(text)["input_ids"])
+
+    def completion(i):
         body = [10 + (i * 7 + t * 13) % 200 for t in range(COMPLETION_TOKENS - 2)]
-        member = i % trainer.num_generations
-        completion_ids.append([*body, 100 + member % 2, tokenizer.eos_token_id])
-    return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None}
+        return [*body, 100 + i % trainer.num_generations % 2]
+
+    return fixed_rollout(prompts, trainer, completion)
 
 
 def vocab_reward(share: float, group_size: int):
